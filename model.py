@@ -1,0 +1,255 @@
+"""The LVS two-tower model: a vision ResNet-18 and an audio ResNet-18 trained with the hard-negative trimap loss.
+
+- Vision tower: ResNet-18 trunk (3 channels, layer4 stride 1 by default), 224 x 224 frame -> 14 x 14 x 512.
+- Audio tower: ResNet-18 trunk (1 channel, layer4 stride 1), spectrogram -> map -> global max pooling -> 512.
+- Both L2-normalised along channels. call() gives the similarity map S_ii and the positive mask m_ip.
+- train_step / test_step apply loss.lvs_loss (BatchNorm in training mode while training). Under a
+  tf.distribute strategy the audio embeddings of every replica are gathered, so each image's easy negatives
+  come from the whole global batch.
+
+The preprocessing settings (image_size, sample_rate, audio_seconds) and the loss settings are part of the
+model's config, so they travel inside a .keras checkpoint.
+
+Usage:
+    from model import build_model, load_checkpoint
+    model = build_model(image_weights="none", image_size=112)
+    model = load_checkpoint("runs/demo/model.keras")      # or an official LVS .pth.tar
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+import loss as lvs
+import resnet18
+
+DEFAULT_IMAGENET_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "resnet18_imagenet.weights.h5")
+TORCH_CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".tar")
+
+
+def l2_normalise(features, axis=-1):
+    """features / max(||features||, 1e-12) along axis, in float32 (as torch.nn.functional.normalize)."""
+    features = ops.cast(features, "float32")
+    norm = ops.sqrt(ops.sum(ops.square(features), axis=axis, keepdims=True))
+    return features / ops.maximum(norm, 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="lvs")
+class LVSModel(keras.Model):
+    """Vision and audio towers whose train_step applies the LVS loss.
+
+    Args:
+        image_size: side of the square frames the model is fed (preprocessing setting).
+        layer4_stride: stride of the vision tower's layer4 (1: 14 x 14 maps at 224; 2: the seed's setting).
+        sample_rate: rate every wav is resampled to (preprocessing setting).
+        audio_seconds: audio length after tiling (preprocessing setting).
+        eps_pos, eps_neg, tau, temperature, hard_negatives, trimap: the loss settings (loss.lvs_loss).
+    """
+
+    def __init__(
+        self,
+        image_size=224,
+        layer4_stride=1,
+        sample_rate=16000,
+        audio_seconds=10.0,
+        eps_pos=lvs.EPS_POS,
+        eps_neg=lvs.EPS_NEG,
+        tau=lvs.TAU,
+        temperature=lvs.TEMPERATURE,
+        hard_negatives=True,
+        trimap=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if layer4_stride not in (1, 2):
+            raise ValueError(f"layer4_stride must be 1 or 2, got {layer4_stride}")
+        self.image_size = int(image_size)
+        self.layer4_stride = int(layer4_stride)
+        self.sample_rate = int(sample_rate)
+        self.audio_seconds = float(audio_seconds)
+        self.eps_pos = float(eps_pos)
+        self.eps_neg = float(eps_neg)
+        self.tau = float(tau)
+        self.temperature = float(temperature)
+        self.hard_negatives = bool(hard_negatives)
+        self.trimap = bool(trimap)
+        self.vision = resnet18.build_resnet18(input_channels=3, layer4_stride=self.layer4_stride, name="vision")
+        self.audio = resnet18.build_resnet18(input_channels=1, layer4_stride=1, name="audio")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.built = True  # both towers are functional models whose weights exist already
+
+    @property
+    def settings(self):
+        """The preprocessing settings this model was trained with (a dict for preprocessing.make_dataset)."""
+        return {"image_size": self.image_size, "sample_rate": self.sample_rate, "audio_seconds": self.audio_seconds}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_size=self.image_size,
+            layer4_stride=self.layer4_stride,
+            sample_rate=self.sample_rate,
+            audio_seconds=self.audio_seconds,
+            eps_pos=self.eps_pos,
+            eps_neg=self.eps_neg,
+            tau=self.tau,
+            temperature=self.temperature,
+            hard_negatives=self.hard_negatives,
+            trimap=self.trimap,
+        )
+        return config
+
+    def embed(self, inputs, training=False):
+        """L2-normalised features of both towers.
+
+        Args:
+            inputs: {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1}.
+            training: BatchNorm in training mode.
+
+        Returns:
+            (frame_features batch x h x w x 512, audio_features batch x 512), float32.
+        """
+        frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
+        audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512
+        audio_vectors = ops.max(audio_maps, axis=(1, 2))  # global max pooling: batch x 512
+        return l2_normalise(frame_maps), l2_normalise(audio_vectors)
+
+    def call(self, inputs, training=False):
+        """What prediction needs: the cosine map S_ii and the positive mask m_ip, both batch x h x w."""
+        frame_features, audio_features = self.embed(inputs, training=training)
+        similarity = lvs.similarity_map(frame_features, audio_features)
+        return {"similarity": similarity, "positive_mask": lvs.positive_mask(similarity, self.eps_pos, self.tau)}
+
+    def batch_loss(self, frame_features, audio_features):
+        """This replica's share of the global-batch loss: sum of its images' losses / global batch size.
+
+        Under a tf.distribute strategy, audio embeddings are gathered from every replica (k = global batch);
+        gradients summed over replicas then equal those of the single-device mean over the global batch.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        local_batch = ops.shape(frame_features)[0]
+        offset = 0
+        all_audio = audio_features
+        if replicas > 1:
+            all_audio = context.all_gather(audio_features, axis=0)  # global batch x 512
+            offset = context.replica_id_in_sync_group * local_batch
+        per_image = lvs.lvs_loss(
+            frame_features,
+            all_audio,
+            eps_pos=self.eps_pos,
+            eps_neg=self.eps_neg,
+            tau=self.tau,
+            temperature=self.temperature,
+            hard_negatives=self.hard_negatives,
+            trimap=self.trimap,
+            pair_offset=offset,
+            reduction="none",
+        )
+        global_batch = ops.cast(local_batch * replicas, "float32")
+        return ops.sum(per_image) / global_batch, ops.mean(per_image)
+
+    def train_step(self, data):
+        inputs = data[0] if isinstance(data, (tuple, list)) else data
+        with tf.GradientTape() as tape:
+            frame_features, audio_features = self.embed(inputs, training=True)
+            replica_loss, local_mean = self.batch_loss(frame_features, audio_features)
+            scaled_loss = self.optimizer.scale_loss(replica_loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self.loss_tracker.update_state(local_mean)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        inputs = data[0] if isinstance(data, (tuple, list)) else data
+        frame_features, audio_features = self.embed(inputs, training=False)
+        _, local_mean = self.batch_loss(frame_features, audio_features)
+        self.loss_tracker.update_state(local_mean)
+        return {"loss": self.loss_tracker.result()}
+
+
+def load_image_weights(model, image_weights):
+    """Initialise the vision tower.
+
+    Args:
+        model: an LVSModel.
+        image_weights: "imagenet" (the converted torchvision weights, see resnet18.py), "none" (random), or a
+            path to a .weights.h5 file from resnet18.py or a torchvision ResNet-18 state dict (.pth).
+    """
+    if image_weights == "none":
+        return
+    path = DEFAULT_IMAGENET_WEIGHTS if image_weights == "imagenet" else image_weights
+    if image_weights == "imagenet" and not os.path.isfile(path):
+        print(f"{path} not found: converting torchvision's ImageNet ResNet-18 (needs the network once)")
+        resnet18.convert_imagenet(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"image weights not found: {path} (use imagenet, none, or a .weights.h5 / .pth file)")
+    if path.endswith(TORCH_CHECKPOINT_EXTENSIONS):
+        resnet18.load_torch_state_dict(model.vision, resnet18.read_torch_checkpoint(path))
+    else:
+        resnet18.load_vision_weights(model.vision, path)
+
+
+def build_model(image_weights="none", **settings):
+    """A new LVSModel with its vision tower initialised.
+
+    Args:
+        image_weights: "imagenet", "none" or a path (see load_image_weights).
+        **settings: LVSModel arguments (image_size, layer4_stride, sample_rate, audio_seconds, loss settings).
+
+    Returns:
+        The LVSModel, not compiled.
+    """
+    model = LVSModel(**settings)
+    load_image_weights(model, image_weights)
+    return model
+
+
+def convert_official_checkpoint(path, **settings):
+    """An LVSModel carrying the tensors of an official LVS checkpoint (torch.save of {'model_state_dict': ...}).
+
+    The towers are 'module.imgnet.' (first conv 'conv1') and 'module.audnet.' (first conv 'conv1_a'); the
+    unused conv1 / conv1_a / conv1_flow and fc tensors are ignored.
+
+    Args:
+        path: the .pth.tar file.
+        **settings: LVSModel arguments; the defaults are the official recipe (224, 16 kHz, 10 s).
+
+    Returns:
+        The LVSModel.
+    """
+    state_dict = resnet18.read_torch_checkpoint(path)
+    prefixes = {key.split(".")[0] for key in state_dict}
+    prefix = "module." if prefixes == {"module"} else ""
+    model = LVSModel(**settings)
+    resnet18.load_torch_state_dict(model.vision, state_dict, prefix=prefix + "imgnet.", first_conv="conv1")
+    resnet18.load_torch_state_dict(model.audio, state_dict, prefix=prefix + "audnet.", first_conv="conv1_a")
+    return model
+
+
+def load_checkpoint(path, compile=False):
+    """Load a model from a .keras file of train.py or an official LVS .pth.tar.
+
+    Args:
+        path: the checkpoint.
+        compile: restore the optimizer too (.keras only; train.py resumes this way).
+
+    Returns:
+        The LVSModel.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint not found: {path}")
+    if path.endswith(TORCH_CHECKPOINT_EXTENSIONS):
+        return convert_official_checkpoint(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"checkpoint must be a .keras file or an official .pth.tar, got {path}")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # a truncated or foreign file
+        raise ValueError(f"could not read checkpoint {path}: {type(error).__name__}: {error}") from error

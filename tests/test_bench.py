@@ -1,0 +1,151 @@
+"""bench.py: the FLOP count against hand counts and PyTorch, the table formatter, the CLI, and a --quick run end to end.
+
+No timing is asserted: only that the numbers are computed, tabulated and written.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+import torch
+
+import bench
+import preprocessing
+from torch_reference import TorchLVS
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def torch_conv_flops(module, inputs):
+    """2 x multiply-adds of every torch Conv2d in module for one forward of inputs, per sample (forward hooks)."""
+    counts = []
+
+    def hook(layer, layer_inputs, output):
+        kernel_height, kernel_width = layer.kernel_size
+        per_output = kernel_height * kernel_width * layer.in_channels // layer.groups
+        counts.append(2 * output[0].numel() * per_output)  # output[0]: C x h x w of the first sample
+
+    handles = [layer.register_forward_hook(hook) for layer in module.modules() if isinstance(layer, torch.nn.Conv2d)]
+    with torch.no_grad():
+        module(inputs)
+    for handle in handles:
+        handle.remove()
+    return counts
+
+
+def test_layer_flops_matches_a_hand_count():
+    inputs = keras.Input((10, 8, 3))
+    outputs = keras.layers.Conv2D(4, 3, padding="valid")(inputs)  # 8 x 6 x 4
+    outputs = keras.layers.Conv2D(6, (1, 3), strides=2, padding="same", use_bias=False)(outputs)  # 4 x 3 x 6
+    outputs = keras.layers.Conv2D(6, 3, padding="same", groups=3)(outputs)  # 4 x 3 x 6, 2 input channels per group
+    outputs = keras.layers.Dense(5)(keras.layers.Flatten()(outputs))  # 72 -> 5
+    counts = [flops for _, flops in bench.layer_flops(keras.Model(inputs, outputs))]
+    assert counts == [2 * 8 * 6 * 4 * 3 * 3 * 3, 2 * 4 * 3 * 6 * 1 * 3 * 4, 2 * 4 * 3 * 6 * 3 * 3 * 2, 2 * 72 * 5]
+
+
+def test_layer_flops_refuses_unknown_sizes():
+    inputs = keras.Input((None, None, 3))
+    with pytest.raises(ValueError, match="fixed input shape"):
+        bench.layer_flops(keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs)))
+
+
+def test_resnet18_count_is_the_published_one():
+    # He et al. (2016), Table 1: ResNet-18 at 224 x 224 is 1.8e9 multiply-adds.
+    counts = bench.tower_flops(3, 2, 224, 224)
+    assert sum(flops for _, flops in counts) / 2 == pytest.approx(1.8e9, rel=0.01)
+    assert counts[0] == ("conv1", 2 * 112 * 112 * 64 * 7 * 7 * 3)
+
+
+@pytest.mark.parametrize("image_size,width", [(64, 15), (96, 40)])
+def test_tower_flops_equal_the_pytorch_towers(image_size, width):
+    network = TorchLVS(layer4_stride=1)
+    vision = torch_conv_flops(network.imgnet, torch.zeros(1, 3, image_size, image_size))
+    audio = torch_conv_flops(network.audnet, torch.zeros(1, 1, 257, width))
+    assert [flops for _, flops in bench.tower_flops(3, 1, image_size, image_size)] == vision
+    assert [flops for _, flops in bench.tower_flops(1, 1, 257, width)] == audio
+
+
+def test_train_step_flops_is_three_forwards_less_the_first_input_gradients():
+    flops = bench.train_step_flops(image_size=64, sample_rate=8000, audio_seconds=0.5)
+    vision = bench.tower_flops(3, 1, 64, 64)
+    audio = bench.tower_flops(1, 1, 257, preprocessing.spectrogram_width(8000, 0.5))
+    forward = sum(flops for _, flops in vision + audio)
+    assert flops == {"forward": forward, "train": 3 * forward - vision[0][1] - audio[0][1]}
+
+
+def test_markdown_table_renders_every_row():
+    table = bench.markdown_table(["shape", "samples/s"], [["paper", 1.5], ["demo", "a|b"]])
+    assert table.splitlines() == ["| shape | samples/s |", "|---|---|", "| paper | 1.5 |", "| demo | a\\|b |"]
+    with pytest.raises(ValueError, match="2 columns"):
+        bench.markdown_table(["a", "b"], [["only one"]])
+
+
+def test_numbers_and_ratios_are_formatted():
+    assert bench.number(1.23456) == "1.23"
+    assert bench.number(12345.6) == "12,346"
+    assert bench.number(None) == "n/a"
+    assert bench.ratio_text(3.0, 2.0) == "1.50x"
+    assert bench.ratio_text(None, 2.0) == bench.ratio_text(3.0, None) == "n/a"
+
+
+def test_option_rows_compare_variants_that_differ_by_one_option():
+    def result(kind, framework, variant, speed):
+        return {"kind": kind, "framework": framework, "variant": variant, "shape": "demo", "samples_per_second": speed}
+
+    results = [result("train", "keras", "fp32", 10.0), result("train", "keras", "fp32_xla", 15.0),
+               result("inference", "keras", "fp32", 40.0), result("inference", "keras", "fp32_xla", 20.0),
+               result("train", "torch", "nchw", 8.0)]
+    rows = bench.option_rows(results)
+    assert rows == [["demo", "XLA (jit_compile=True), float32", "fp32_xla vs fp32", "1.50x", "0.50x"]]
+    assert bench.best(results, kind="train", framework="keras")["variant"] == "fp32_xla"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--shapes", "huge"], "unknown huge"),
+    (["--keras_variants", "fp16"], "unknown fp16"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--memory_probe", "jax:fp32"], "--memory_probe must be"),
+])
+def test_command_line_mistakes_end_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        bench.parse_arguments(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quick_defaults():
+    arguments = bench.parse_arguments(["--quick", "--shapes", "demo,paper", "--output", "/tmp/x.md"])
+    assert arguments.shapes == ["demo", "paper"]
+    assert (arguments.warmup, arguments.pipeline_batches, arguments.matmul_size) == (1, 2, 512)
+    assert bench.steps_for(arguments, "paper") == 2
+    assert arguments.memory_shape == "paper" and arguments.memory_batch_size == 16
+    assert bench.steps_for(bench.parse_arguments([]), "paper") == 5
+
+
+def test_quick_run_writes_the_report(tmp_path):
+    output = tmp_path / "B.md"
+    command = [sys.executable, str(PROJECT / "bench.py"), "--quick", "--shapes", "demo", "--steps", "1",
+               "--warmup", "1", "--batch_size", "2", "--keras_variants", "fp32", "--torch_variants", "nchw",
+               "--pipeline_batches", "1", "--matmul_size", "256", "--output", str(output)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = output.read_text()
+    assert bench.cpu_model() in report and "| cores |" in report and "| RAM |" in report
+    assert f"| tensorflow | {bench.tf.__version__} |" in report and f"| torch | {torch.__version__} |" in report
+    assert "--keras_variants fp32 --torch_variants nchw" in report  # the exact command
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| demo |")]
+    kinds = {(row[1], row[2]) for row in rows}
+    assert {("ours (Keras)", "fp32"), ("PyTorch", "nchw"), ("ours (Keras)", "fp32_eager")} <= kinds
+    assert "failed" not in report.lower() and "FAILED" not in completed.stderr
+    train_row = next(row for row in rows if row[1] == "ours (Keras)" and row[2] == "fp32")
+    assert float(train_row[8]) > 0  # samples/s
+    assert any("128x128 jpg + 0.5 s 8000 Hz" in line for line in report.splitlines())  # the pipeline row
+    memory_rows = [row for row in rows if len(row) == 8]
+    assert {row[1] for row in memory_rows} == {"ours (Keras)", "PyTorch"}
+    assert all(float(row[6]) >= float(row[5]) > 0 for row in memory_rows)  # peak >= RSS after build
+    assert "## Against the targets" in report
+    assert report.strip() in completed.stdout  # the same tables on stdout

@@ -1,0 +1,132 @@
+"""The LVS network and loss in PyTorch, in the official layout (NCHW, layer4 stride 1, max-pooled audio).
+
+It is the reference the Keras model is checked against (tests) and timed against (bench.py). The towers are
+torchvision ResNet-18s; the audio tower's first conv takes 1 channel (the official checkpoint calls it
+conv1_a). The loss follows RECIPE.md with the j == i easy negative excluded outright, like loss.py.
+
+Import it before TensorFlow (torchvision segfaults when imported after TensorFlow in one process).
+
+Usage:
+    from torch_reference import TorchLVS, torch_lvs_loss
+    network = TorchLVS()
+    frame_features, audio_features = network(frames_nchw, spectrograms_nchw)
+    loss = torch_lvs_loss(frame_features, audio_features)
+"""
+
+import torch
+import torch.nn.functional as functional
+import torchvision
+
+
+def torch_resnet18_trunk(input_channels=3, layer4_stride=1):
+    """torchvision's ResNet-18 up to layer4, with `input_channels` inputs and layer4's first block at `layer4_stride`.
+
+    Args:
+        input_channels: 3 for frames, 1 for spectrograms.
+        layer4_stride: 1 (LVS) or 2 (torchvision).
+
+    Returns:
+        The torchvision ResNet-18 module (its forward is replaced by the trunk's: no pooling, no fc).
+    """
+    network = torchvision.models.resnet18(weights=None)
+    if input_channels != 3:
+        network.conv1 = torch.nn.Conv2d(input_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    network.layer4[0].conv1.stride = (layer4_stride, layer4_stride)
+    network.layer4[0].downsample[0].stride = (layer4_stride, layer4_stride)
+
+    def trunk_forward(inputs):
+        outputs = network.maxpool(network.relu(network.bn1(network.conv1(inputs))))
+        return network.layer4(network.layer3(network.layer2(network.layer1(outputs))))
+
+    network.forward = trunk_forward
+    return network
+
+
+class TorchLVS(torch.nn.Module):
+    """The two towers with L2-normalised outputs (the official AVENet without its loss)."""
+
+    def __init__(self, layer4_stride=1):
+        super().__init__()
+        self.imgnet = torch_resnet18_trunk(3, layer4_stride)
+        self.audnet = torch_resnet18_trunk(1, 1)
+
+    def forward(self, frames, spectrograms):
+        """frames B x 3 x H x W, spectrograms B x 1 x 257 x T -> (B x 512 x h x w, B x 512), both L2-normalised."""
+        frame_features = functional.normalize(self.imgnet(frames), dim=1)
+        audio_maps = self.audnet(spectrograms)  # B x 512 x f x t
+        audio_features = functional.adaptive_max_pool2d(audio_maps, 1).flatten(1)  # B x 512
+        return frame_features, functional.normalize(audio_features, dim=1)
+
+    def load_official_state_dict(self, state_dict):
+        """Load an official LVS checkpoint's tensors ('module.imgnet.*', 'module.audnet.*', conv1_a for audio)."""
+        for tower_name, first_conv in (("imgnet", "conv1"), ("audnet", "conv1_a")):
+            tower = getattr(self, tower_name)
+            wanted = set(tower.state_dict())
+            tensors = {}
+            for key, value in state_dict.items():
+                key = key[len("module."):] if key.startswith("module.") else key
+                if not key.startswith(tower_name + "."):
+                    continue
+                key = key[len(tower_name) + 1:]
+                if key.startswith(first_conv + "."):
+                    key = "conv1." + key[len(first_conv) + 1:]
+                elif key.split(".")[0] in ("conv1", "conv1_a", "conv1_flow", "fc"):
+                    continue
+                tensors[key] = value
+            tower.load_state_dict({key: value for key, value in tensors.items() if key in wanted}, strict=False)
+            missing = wanted - set(tensors) - {key for key in wanted if key.startswith("fc.")}
+            if missing:
+                raise ValueError(f"{tower_name}: missing {sorted(missing)}")
+
+
+def torch_lvs_loss(frame_features, audio_features, eps_pos=0.65, eps_neg=0.4, tau=0.03, temperature=0.07):
+    """The LVS loss in PyTorch with the hard negative and the trimap, j == i excluded outright.
+
+    Args:
+        frame_features: B x C x h x w, L2-normalised.
+        audio_features: B x C, L2-normalised.
+
+    Returns:
+        The scalar mean cross-entropy with the positive at index 0.
+    """
+    batch = frame_features.shape[0]
+    all_maps = torch.einsum("nchw,mc->nmhw", frame_features, audio_features)  # B x B x h x w
+    own_maps = torch.einsum("nchw,nc->nhw", frame_features, audio_features)  # B x h x w
+    positive_mask = torch.sigmoid((own_maps - eps_pos) / tau)
+    hard_mask = 1 - torch.sigmoid((own_maps - eps_neg) / tau)
+    easy_masks = torch.sigmoid((all_maps - eps_pos) / tau)
+    positive = (positive_mask * own_maps).flatten(1).sum(1) / positive_mask.flatten(1).sum(1)  # B
+    hard = (hard_mask * own_maps).flatten(1).sum(1) / hard_mask.flatten(1).sum(1)  # B
+    easy = (easy_masks * all_maps).flatten(2).sum(2) / easy_masks.flatten(2).sum(2)  # B x B
+    off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=easy.device)
+    easy = easy[off_diagonal].view(batch, batch - 1)  # B x (B - 1)
+    logits = torch.cat([positive[:, None], easy, hard[:, None]], dim=1) / temperature
+    return functional.cross_entropy(logits, torch.zeros(batch, dtype=torch.long, device=logits.device))
+
+
+def random_official_state_dict(layout_path, seed=0):
+    """Random tensors in the exact layout of an official LVS checkpoint (for tests: no real one is reachable).
+
+    Args:
+        layout_path: lvs_state_dict_keys.tsv (key, shape as AxBxC, dtype; num_batches_tracked is a scalar).
+        seed: torch generator seed.
+
+    Returns:
+        An ordered dict key -> tensor; BatchNorm variances are positive, like trained ones.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    with open(layout_path) as handle:
+        next(handle)  # header: key, shape, dtype
+        for line in handle:
+            key, shape, dtype = line.rstrip("\n").split("\t")
+            dimensions = [int(size) for size in shape.split("x")] if shape else []
+            if dtype == "int64":
+                state_dict[key] = torch.tensor(1000, dtype=torch.int64)
+            elif key.endswith("running_var"):
+                state_dict[key] = torch.rand(dimensions, generator=generator) * 1.5 + 0.5
+            elif key.endswith(("bn1.weight", "bn2.weight", "downsample.1.weight")):
+                state_dict[key] = torch.rand(dimensions, generator=generator) + 0.5
+            else:
+                state_dict[key] = torch.randn(dimensions, generator=generator) * 0.1
+    return state_dict
