@@ -413,7 +413,7 @@ def time_steps(step, warmup, steps):
         steps: timed runs, at least 1.
 
     Returns:
-        {"first": seconds of the first run, "median": median seconds of the timed runs, "times": all timed runs}.
+        {"first": seconds of the first run, "median", "min", "max": seconds of the timed runs, "times": all of them}.
     """
     if warmup < 1 or steps < 1:
         raise ValueError(f"warmup and steps must be at least 1, got {warmup} and {steps}")
@@ -427,7 +427,7 @@ def time_steps(step, warmup, steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"first": first, "median": statistics.median(times), "times": times}
+    return {"first": first, "median": statistics.median(times), "min": min(times), "max": max(times), "times": times}
 
 
 def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
@@ -450,8 +450,8 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
     builders = {("train", "keras"): keras_train_step, ("train", "torch"): torch_train_step,
                 ("inference", "keras"): keras_forward, ("inference", "torch"): torch_forward}
     result = {"kind": kind, "framework": framework, "shape": shape, "variant": variant, "batch_size": batch_size,
-              "settings": "", "first": None, "median": None, "samples_per_second": None, "gflops_per_second": None,
-              "error": None}
+              "settings": "", "first": None, "median": None, "min": None, "max": None, "samples_per_second": None,
+              "gflops_per_second": None, "error": None}
     try:
         step, result["settings"] = builders[(kind, framework)](shape, batch_size, variant)
         timing = time_steps(step, warmup, steps)
@@ -461,7 +461,7 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
         return result
     finally:
         keras.backend.clear_session()
-    result["first"], result["median"] = timing["first"], timing["median"]
+    result.update({key: timing[key] for key in ("first", "median", "min", "max")})
     result["samples_per_second"] = batch_size / timing["median"]
     result["gflops_per_second"] = flops["train" if kind == "train" else "forward"] * result["samples_per_second"] / 1e9
     print(f"[{shape}] {framework} {variant} {kind}: {result['samples_per_second']:.3g} samples/s "
@@ -695,12 +695,13 @@ def throughput_rows(results, kind, matmul):
         ours = "ours (Keras)" if result["framework"] == "keras" else "PyTorch"
         if result["error"]:
             rows.append([result["shape"], ours, result["variant"], result["batch_size"], result["settings"] or "",
-                         "failed", "", "", result["error"], "", "", ""])
+                         "failed", "", "", "", result["error"], "", "", ""])
             continue
         compile_seconds = max(result["first"] - result["median"], 0.0)
         rows.append([
             result["shape"], ours, result["variant"], result["batch_size"], result["settings"],
             f"{result['first']:.2f}", f"{compile_seconds:.2f}", f"{result['median']:.3f}",
+            f"{result['min']:.3f} - {result['max']:.3f}",
             number(result["samples_per_second"]), ratio_text(result["samples_per_second"], speed(reference)),
             number(result["gflops_per_second"]),
             f"{100 * result['gflops_per_second'] / matmul['tf float32']:.0f} %" if matmul else "n/a",
@@ -819,6 +820,7 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "variants wrap the call in tf.function (jit_compile=True for `_xla`). PyTorch runs eval() under "
         "torch.inference_mode().",
         f"- Steps: {context['steps']}; warm-up steps (including the first): {context['warmup']}.",
+        "- 'min - max step' is the spread of the timed steps: a wide one means other work disturbed the run.",
         "- 'vs PyTorch nchw' divides a row's samples/s by PyTorch's `nchw` float32 row at the same shape and kind.",
         "",
         "## FLOPs and matmul peak\n",
@@ -841,7 +843,7 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         parts.append(markdown_table(["matmul (" + context["matmul_size"] + ")", "GFLOP/s"],
                                     [[key, number(value)] for key, value in matmul.items()]))
     headers = ["shape", "framework", "variant", "batch", "settings", "first step (s)", "compile (s)",
-               "median step (s)", "samples/s", "vs PyTorch nchw", "GFLOP/s", "% matmul"]
+               "median step (s)", "min - max step (s)", "samples/s", "vs PyTorch nchw", "GFLOP/s", "% matmul"]
     parts += ["## Training throughput\n", markdown_table(headers, throughput_rows(results, "train", matmul))]
     inference_rows = throughput_rows(results, "inference", matmul)
     if inference_rows:

@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import metrics  # noqa: E402
+from arguments import non_negative_int, positive_int  # noqa: E402
 import preprocessing  # noqa: E402
 from annotations import FLICKR, FLICKR_ANNOTATION_SIZE, degenerate_items, ground_truth_map  # noqa: E402
 from annotations import load_annotations, read_test_list  # noqa: E402
@@ -60,20 +61,6 @@ NO_PAIR = "no usable frame/wav pair in --data_dir"
 NO_ANNOTATION = "no annotation"
 NOT_DECODED = "failed to decode"
 LISTED_DEGENERATE = 10  # how many degenerate ids the printout names
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def parse_arguments(argv=None):

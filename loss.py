@@ -10,8 +10,8 @@ with P_i and H_i the mask-weighted means of S_ii over those regions and E_ij the
 of S_ij (image i with audio j). The loss is the cross-entropy with the positive (index 0) as the target.
 
 Mask-weighted means are computed from log-masks shifted by their maximum, which is the same number as
-sum(m * S) / sum(m) but never 0 / 0 when every mask value underflows. Everything is computed in float32
-whatever the features' dtype, so the loss is safe under mixed precision.
+sum(m * S) / sum(m) but never 0 / 0 when every mask value underflows. float16 / bfloat16 features are cast
+to float32 first, so the loss is safe under mixed precision.
 
 Usage:
     from loss import lvs_loss
@@ -57,6 +57,13 @@ def positive_mask(similarity, eps_pos=EPS_POS, tau=TAU):
     return ops.sigmoid((similarity - eps_pos) / tau)
 
 
+def at_least_float32(values):
+    """float16 / bfloat16 values cast to float32; float32 and float64 values unchanged."""
+    if ops.dtype(values) in ("float16", "bfloat16"):
+        return ops.cast(values, "float32")
+    return values
+
+
 def _masked_mean(similarity, log_weights):
     """sum(w * S) / sum(w) over the last two axes, given log(w); safe when every w underflows.
 
@@ -99,11 +106,11 @@ def lvs_logits(
     Returns:
         batch x (k + 1) logits with hard negatives, batch x k without; the positive is column 0.
     """
-    frame_features = ops.cast(frame_features, "float32")
-    audio_features = ops.cast(audio_features, "float32")
+    frame_features = at_least_float32(frame_features)
+    audio_features = at_least_float32(audio_features)
     batch = ops.shape(frame_features)[0]
     count = ops.shape(audio_features)[0]
-    own_index = ops.arange(batch) + pair_offset  # batch
+    own_index = ops.arange(batch, dtype="int32") + ops.cast(pair_offset, "int32")  # batch
 
     all_maps = cross_similarity_maps(frame_features, audio_features)  # batch x k x h x w
     own_maps = similarity_map(frame_features, audio_features[pair_offset : pair_offset + batch])  # batch x h x w
@@ -113,7 +120,7 @@ def lvs_logits(
 
     easy = _masked_mean(all_maps, ops.log_sigmoid((all_maps - eps_pos) / tau))  # batch x k
     # Drop column j == own index outright: row i keeps columns 0..k-1 except pair_offset + i.
-    columns = ops.arange(count - 1)[None, :]  # 1 x (k - 1)
+    columns = ops.arange(count - 1, dtype="int32")[None, :]  # 1 x (k - 1)
     keep = columns + ops.cast(columns >= own_index[:, None], columns.dtype)  # batch x (k - 1)
     easy = ops.take_along_axis(easy, keep, axis=1)  # batch x (k - 1)
 

@@ -30,8 +30,8 @@ TORCH_CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".tar")
 
 
 def l2_normalise(features, axis=-1):
-    """features / max(||features||, 1e-12) along axis, in float32 (as torch.nn.functional.normalize)."""
-    features = ops.cast(features, "float32")
+    """features / max(||features||, 1e-12) along axis, at least in float32 (as torch.nn.functional.normalize)."""
+    features = lvs.at_least_float32(features)
     norm = ops.sqrt(ops.sum(ops.square(features), axis=axis, keepdims=True))
     return features / ops.maximum(norm, 1e-12)
 
@@ -86,6 +86,12 @@ class LVSModel(keras.Model):
         return {"image_size": self.image_size, "sample_rate": self.sample_rate, "audio_seconds": self.audio_seconds}
 
     @property
+    def loss_settings(self):
+        """The keyword arguments this model passes to loss.lvs_loss."""
+        return dict(eps_pos=self.eps_pos, eps_neg=self.eps_neg, tau=self.tau, temperature=self.temperature,
+                    hard_negatives=self.hard_negatives, trimap=self.trimap)
+
+    @property
     def metrics(self):
         return [self.loss_tracker]
 
@@ -96,14 +102,20 @@ class LVSModel(keras.Model):
             layer4_stride=self.layer4_stride,
             sample_rate=self.sample_rate,
             audio_seconds=self.audio_seconds,
-            eps_pos=self.eps_pos,
-            eps_neg=self.eps_neg,
-            tau=self.tau,
-            temperature=self.temperature,
-            hard_negatives=self.hard_negatives,
-            trimap=self.trimap,
+            **self.loss_settings,
         )
         return config
+
+    def synchronise_batch_norm(self, enabled=True):
+        """Under a tf.distribute strategy, compute BatchNorm statistics over the global batch (all replicas).
+
+        With it, a distributed training step equals the single-device step on the same global batch (up to
+        floating-point rounding); without it each replica normalises with its own share of the batch, as the
+        official code's DataParallel did. train.py turns it on whenever there is more than one replica.
+        """
+        for layer in self.vision.layers + self.audio.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = enabled
 
     def embed(self, inputs, training=False):
         """L2-normalised features of both towers.
@@ -140,20 +152,17 @@ class LVSModel(keras.Model):
         if replicas > 1:
             all_audio = context.all_gather(audio_features, axis=0)  # global batch x 512
             offset = context.replica_id_in_sync_group * local_batch
-        per_image = lvs.lvs_loss(
-            frame_features,
-            all_audio,
-            eps_pos=self.eps_pos,
-            eps_neg=self.eps_neg,
-            tau=self.tau,
-            temperature=self.temperature,
-            hard_negatives=self.hard_negatives,
-            trimap=self.trimap,
-            pair_offset=offset,
-            reduction="none",
-        )
-        global_batch = ops.cast(local_batch * replicas, "float32")
+        per_image = lvs.lvs_loss(frame_features, all_audio, pair_offset=offset, reduction="none", **self.loss_settings)
+        global_batch = ops.cast(local_batch * replicas, per_image.dtype)
         return ops.sum(per_image) / global_batch, ops.mean(per_image)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model symbolically from a batch it first reduces across replicas, which fails for a
+        # dict batch under MultiWorkerMirroredStrategy. Both towers exist from __init__ on: only the optimizer
+        # needs building, under the strategy's scope.
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def train_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
@@ -164,14 +173,20 @@ class LVSModel(keras.Model):
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(local_mean)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
+
+    def _logs(self):
+        loss = self.loss_tracker.result()
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            loss = ops.reshape(loss, (1,))  # Keras averages logs over workers along axis 0
+        return {"loss": loss}
 
     def test_step(self, data):
         inputs = data[0] if isinstance(data, (tuple, list)) else data
         frame_features, audio_features = self.embed(inputs, training=False)
         _, local_mean = self.batch_loss(frame_features, audio_features)
         self.loss_tracker.update_state(local_mean)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
 
 
 def load_image_weights(model, image_weights):

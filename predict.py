@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import preprocessing  # noqa: E402
+from arguments import positive_int  # noqa: E402
 from model import load_checkpoint  # noqa: E402
 from atomic import atomic_path  # noqa: E402
 
@@ -118,18 +119,14 @@ def parse_arguments(argv=None):
     parser.add_argument("--image", help="one frame (with --audio) instead of --data_dir")
     parser.add_argument("--audio", help="the wav that goes with --image")
     parser.add_argument("--out_dir", default="predictions", help="where NAME.png (and NAME.npy) go (default: predictions)")
-    parser.add_argument("--batch_size", type=int, default=16, help="pairs per forward pass (default: 16)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs, by name")
+    parser.add_argument("--batch_size", type=positive_int, default=16, help="pairs per forward pass (default: 16)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N pairs, by name")
     parser.add_argument("--save_heatmaps", action="store_true", help="also write NAME.npy: the raw h x w S_ii map, float32")
     arguments = parser.parse_args(argv)
     if bool(arguments.image) != bool(arguments.audio):
         parser.error("--image and --audio go together")
     if bool(arguments.data_dir) == bool(arguments.image):
         parser.error("give either --data_dir or --image with --audio")
-    if arguments.batch_size < 1:
-        parser.error(f"--batch_size must be positive, got {arguments.batch_size}")
-    if arguments.limit is not None and arguments.limit < 1:
-        parser.error(f"--limit must be positive, got {arguments.limit}")
     return arguments
 
 

@@ -19,7 +19,6 @@ import csv
 import glob
 import io
 import json
-import math
 import os
 import re
 import sys
@@ -33,6 +32,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import loss as lvs  # noqa: E402
+from arguments import non_negative_int, positive_float, positive_int  # noqa: E402
 import preprocessing  # noqa: E402
 from atomic import atomic_path, write_text  # noqa: E402
 from model import build_model, load_checkpoint  # noqa: E402
@@ -41,27 +41,6 @@ CHECKPOINT_PATTERN = re.compile(r"epoch_(\d{4,})\.keras$")
 # Arguments that define the network or its inputs: a resumed run must use the same ones.
 MODEL_ARGUMENTS = ("image_size", "layer4_stride", "sample_rate", "audio_seconds", "eps_pos", "eps_neg", "tau",
                    "temperature", "no_hard_negatives", "no_trimap")
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def parse_arguments(argv=None):
@@ -86,6 +65,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--image_weights", default="imagenet", help="vision tower start: imagenet (see resnet18.py), none, or a .weights.h5/.pth path (default: imagenet)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation, the shuffle and the augmentation (default: 0)")
     parser.add_argument("--steps_per_epoch", type=positive_int, default=None, help="steps per epoch (default: one pass over the pairs)")
+    parser.add_argument("--mixed_precision", action="store_true", help="compute in bfloat16 on CPU / float16 with loss scaling on GPU; variables and the loss stay float32")
+    parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"), default="none",
+                        help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
+                             "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")
     parser.add_argument("--keep_checkpoints", type=positive_int, default=2, help="how many epoch checkpoints to keep (default: 2)")
     arguments = parser.parse_args(argv)
     if not 0 <= arguments.weight_decay < 1:
@@ -131,10 +114,33 @@ def list_checkpoints(out_dir):
     return sorted(found, reverse=True)
 
 
+def make_strategy(name):
+    """The tf.distribute strategy for --strategy (the default strategy for none)."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit("error: --strategy multi_worker needs TF_CONFIG (see the README's multi-machine section)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief():
+    """Whether this process writes files: a lone process, or the chief of a TF_CONFIG cluster (worker 0 if none)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task")
+    if not task:
+        return True
+    if "chief" in config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
 def resume_or_build(arguments):
     """The model to train and the number of epochs already done: the newest readable checkpoint, or a new model."""
-    for partial in glob.glob(os.path.join(arguments.out_dir, "**", ".*.partial-*"), recursive=True):
-        os.remove(partial)  # left by a run killed while writing
+    if is_chief():
+        for partial in glob.glob(os.path.join(arguments.out_dir, "**", ".*.partial-*"), recursive=True):
+            os.remove(partial)  # left by a run killed while writing
     saved_arguments_path = os.path.join(arguments.out_dir, "args.json")
     if os.path.isfile(saved_arguments_path):
         with open(saved_arguments_path) as handle:
@@ -179,7 +185,7 @@ def plot_loss_curve(history, path):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """At every epoch end: checkpoint (atomic), then log.csv, history.json and loss_curve.png."""
+    """At every epoch end: checkpoint (atomic), then log.csv, history.json and loss_curve.png (chief only)."""
 
     def __init__(self, out_dir, history, keep):
         super().__init__()
@@ -188,6 +194,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
+        if not is_chief():
+            return
         path = os.path.join(self.out_dir, "checkpoints", f"epoch_{epoch + 1:04d}.keras")
         with atomic_path(path) as temporary:
             self.model.save(temporary)
@@ -215,10 +223,17 @@ def read_history(out_dir, epochs_done):
 
 def main(argv=None):
     arguments = parse_arguments(argv)
+    strategy = make_strategy(arguments.strategy)
+    if arguments.mixed_precision:
+        on_gpu = bool(tf.config.list_physical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
     os.makedirs(arguments.out_dir, exist_ok=True)
     pairs = preprocessing.require_pairs(arguments.data_dir)
-    model, epochs_done = resume_or_build(arguments)
-    write_text(os.path.join(arguments.out_dir, "args.json"), json.dumps(vars(arguments), indent=1))
+    with strategy.scope():
+        model, epochs_done = resume_or_build(arguments)
+        model.synchronise_batch_norm(strategy.num_replicas_in_sync > 1)
+    if is_chief():
+        write_text(os.path.join(arguments.out_dir, "args.json"), json.dumps(vars(arguments), indent=1))
     batch_size = arguments.batch_size
     if batch_size > len(pairs):
         print(f"note: --batch_size {batch_size} is more than the {len(pairs)} pairs; using {len(pairs)}")
@@ -228,6 +243,9 @@ def main(argv=None):
         pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed + epochs_done,
         drop_remainder=True,
     ).repeat()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)  # every worker reads the list; each keeps its share of a batch
     validation = None
     if arguments.val_dir:
         validation_pairs = preprocessing.require_pairs(arguments.val_dir)
@@ -235,7 +253,8 @@ def main(argv=None):
                                                 batch_size=min(batch_size, len(validation_pairs)))
     history = read_history(arguments.out_dir, epochs_done)
     print(f"training on {len(pairs)} pairs from {arguments.data_dir}: {steps} steps of {batch_size} per epoch, "
-          f"epochs {epochs_done + 1}..{arguments.epochs}, out_dir {arguments.out_dir}")
+          f"epochs {epochs_done + 1}..{arguments.epochs}, {strategy.num_replicas_in_sync} replica(s), "
+          f"out_dir {arguments.out_dir}")
     if epochs_done < arguments.epochs:
         model.fit(
             dataset,
@@ -245,15 +264,17 @@ def main(argv=None):
             validation_data=validation,
             callbacks=[EpochCheckpoint(arguments.out_dir, history, arguments.keep_checkpoints)],
             verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # make_dataset shuffles
         )
-    final_path = os.path.join(arguments.out_dir, "model.keras")
-    with atomic_path(final_path) as temporary:
-        model.save(temporary)
     if preprocessing.SKIPPED_WHILE_LOADING:
         print(f"{len(preprocessing.SKIPPED_WHILE_LOADING)} file(s) failed to decode and were skipped:", file=sys.stderr)
         for line in sorted(set(preprocessing.SKIPPED_WHILE_LOADING)):
             print(f"  {line}", file=sys.stderr)
-    print(f"saved {final_path}")
+    if is_chief():
+        final_path = os.path.join(arguments.out_dir, "model.keras")
+        with atomic_path(final_path) as temporary:
+            model.save(temporary)
+        print(f"saved {final_path}")
 
 
 if __name__ == "__main__":

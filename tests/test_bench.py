@@ -142,7 +142,7 @@ def test_quick_run_writes_the_report(tmp_path):
     assert {("ours (Keras)", "fp32"), ("PyTorch", "nchw"), ("ours (Keras)", "fp32_eager")} <= kinds
     assert "failed" not in report.lower() and "FAILED" not in completed.stderr
     train_row = next(row for row in rows if row[1] == "ours (Keras)" and row[2] == "fp32")
-    assert float(train_row[8]) > 0  # samples/s
+    assert float(train_row[9]) > 0  # samples/s
     assert any("128x128 jpg + 0.5 s 8000 Hz" in line for line in report.splitlines())  # the pipeline row
     memory_rows = [row for row in rows if len(row) == 8]
     assert {row[1] for row in memory_rows} == {"ours (Keras)", "PyTorch"}

@@ -125,3 +125,17 @@ def test_kill_9_mid_epoch_then_rerun_resumes(pairs_dir, tmp_path):
     assert [row["epoch"] for row in read_rows(out / "log.csv")] == ["1", "2", "3"]
     assert not list(out.rglob(".*.partial-*")), "a partial file was left behind"
     assert (out / "model.keras").is_file()
+
+
+def test_mixed_precision_trains_with_a_finite_loss(pairs_dir, tmp_path):
+    out = tmp_path / "run"
+    result = run(["--data_dir", str(pairs_dir), "--out_dir", str(out), "--epochs", "1", "--mixed_precision", *TINY])
+    assert result.returncode == 0, result.stderr[-2000:]
+    loss = float(read_rows(out / "log.csv")[0]["loss"])
+    assert loss == loss and 0 < loss < 10  # finite, not NaN
+    sys.path.insert(0, str(PROJECT))
+    from model import load_checkpoint
+
+    model = load_checkpoint(str(out / "model.keras"))
+    assert model.vision.get_layer("layer1_0_conv1").compute_dtype == "bfloat16"  # on a CPU
+    assert model.vision.get_layer("layer1_0_conv1").kernel.dtype == "float32"
