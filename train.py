@@ -254,7 +254,7 @@ def main(argv=None):
     history = read_history(arguments.out_dir, epochs_done)
     print(f"training on {len(pairs)} pairs from {arguments.data_dir}: {steps} steps of {batch_size} per epoch, "
           f"epochs {epochs_done + 1}..{arguments.epochs}, {strategy.num_replicas_in_sync} replica(s), "
-          f"out_dir {arguments.out_dir}")
+          f"precision {keras.mixed_precision.global_policy().name}, out_dir {arguments.out_dir}")
     if epochs_done < arguments.epochs:
         model.fit(
             dataset,
