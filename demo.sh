@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL=2
 PYTHON=.venv/bin/python
 OUT=runs/demo
 # Reduced sizes for a CPU: 112 px frames (7 x 7 maps), 0.5 s of 8 kHz audio, batch 32, no ImageNet weights.
-SIZES=(--image_size 112 --sample_rate 8000 --audio_seconds 0.5 --image_weights none --seed 0)
+SIZES=(--image_size 112 --sample_rate 8000 --audio_seconds 0.5 --image_weights none --seed 0 --deterministic)
 EVALUATE=(--data_dir data/demo/test --annotations data/demo/test_annotations.json)
 
 $PYTHON train.py --data_dir data/demo/train --out_dir "$OUT/untrained" --epochs 0 "${SIZES[@]}"

@@ -68,10 +68,9 @@ def check_settings(settings):
     return merged
 
 
-def _audio_for_image(image_path):
-    """The wav that goes with a frame: NAME.wav, or audio_K.wav for the seed's image_K.jpg."""
-    folder, filename = os.path.split(image_path)
-    stem = os.path.splitext(filename)[0]
+def _audio_for_image(image_path, folder):
+    """The wav in `folder` that goes with a frame: NAME.wav, or audio_K.wav for the seed's image_K.jpg."""
+    stem = os.path.splitext(os.path.basename(image_path))[0]
     candidates = [os.path.join(folder, stem + ".wav")]
     if stem.startswith("image_"):
         candidates.append(os.path.join(folder, "audio_" + stem[len("image_"):] + ".wav"))
@@ -113,7 +112,8 @@ def find_pairs(data_dir, names=None):
     """List the frame/wav pairs of a folder, with every file that cannot be used and why.
 
     Args:
-        data_dir: folder holding NAME.jpg|.jpeg|.png + NAME.wav (or image_K.jpg + audio_K.wav).
+        data_dir: folder holding NAME.jpg|.jpeg|.png + NAME.wav (or image_K.jpg + audio_K.wav), or the official
+            test layout: data_dir/frames/NAME.jpg + data_dir/audio/NAME.wav.
         names: optional iterable of pair names to keep (others are ignored, not reported).
 
     Returns:
@@ -123,16 +123,18 @@ def find_pairs(data_dir, names=None):
     if not os.path.isdir(data_dir):
         raise ValueError(f"data folder not found: {data_dir}")
     wanted = set(names) if names is not None else None
+    image_dir, audio_dir = data_dir, data_dir
+    if os.path.isdir(os.path.join(data_dir, "frames")) and os.path.isdir(os.path.join(data_dir, "audio")):
+        image_dir, audio_dir = os.path.join(data_dir, "frames"), os.path.join(data_dir, "audio")
     pairs, skipped, used_audio = [], [], set()
-    filenames = sorted(os.listdir(data_dir))
-    for filename in filenames:
+    for filename in sorted(os.listdir(image_dir)):
         stem, extension = os.path.splitext(filename)
         if extension.lower() not in IMAGE_EXTENSIONS or filename.startswith("."):
             continue
         if wanted is not None and stem not in wanted:
             continue
-        image_path = os.path.join(data_dir, filename)
-        audio_path = _audio_for_image(image_path)
+        image_path = os.path.join(image_dir, filename)
+        audio_path = _audio_for_image(image_path, audio_dir)
         if audio_path is None:
             skipped.append(f"{image_path}: no matching wav")
             continue
@@ -142,11 +144,11 @@ def find_pairs(data_dir, names=None):
             skipped.append(problem)
             continue
         pairs.append(Pair(stem, image_path, audio_path))
-    for filename in filenames:
+    for filename in sorted(os.listdir(audio_dir)):
         stem = os.path.splitext(filename)[0]
         if filename.lower().endswith(".wav") and filename not in used_audio:
             if wanted is None or stem in wanted:
-                skipped.append(f"{os.path.join(data_dir, filename)}: no matching frame")
+                skipped.append(f"{os.path.join(audio_dir, filename)}: no matching frame")
     return pairs, skipped
 
 
@@ -308,7 +310,8 @@ def _load_pair(image_path, audio_path, seed, training, settings):
     return frame, waveform, True
 
 
-def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, with_names=False, drop_remainder=False):
+def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, with_names=False, drop_remainder=False,
+                 deterministic=None):
     """A batched, prefetched tf.data pipeline over pairs.
 
     Args:
@@ -320,6 +323,7 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
         seed: seed of the shuffle and the augmentation.
         with_names: yield (inputs, names) instead of inputs.
         drop_remainder: drop the last incomplete batch.
+        deterministic: keep the order of parallel decoding (default: not while training, where any order will do).
 
     Returns:
         A dataset of {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1} dicts (float32).
@@ -352,7 +356,8 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
         ok.set_shape(())
         return frame, waveform, name, ok
 
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    deterministic = not training if deterministic is None else deterministic
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.filter(lambda frame, waveform, name, ok: ok)
 
     def to_inputs(frame, waveform, name, ok):

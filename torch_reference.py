@@ -112,21 +112,29 @@ def random_official_state_dict(layout_path, seed=0):
         seed: torch generator seed.
 
     Returns:
-        An ordered dict key -> tensor; BatchNorm variances are positive, like trained ones.
+        A dict key -> tensor. Conv weights are He-scaled and BatchNorm scales below 1, so activations keep their
+        size through the network and an absolute tolerance of 1e-4 stays meaningful; variances are positive.
     """
     generator = torch.Generator().manual_seed(seed)
     state_dict = {}
     with open(layout_path) as handle:
-        next(handle)  # header: key, shape, dtype
+        header = next(handle).rstrip("\n").split("\t")
+        if header != ["key", "shape", "dtype"]:
+            raise ValueError(f"{layout_path}: unexpected header {header}")
         for line in handle:
-            key, shape, dtype = line.rstrip("\n").split("\t")
-            dimensions = [int(size) for size in shape.split("x")] if shape else []
+            key, shape_text, dtype = line.rstrip("\n").split("\t")
+            shape = tuple(int(size) for size in shape_text.split("x")) if shape_text else ()
             if dtype == "int64":
                 state_dict[key] = torch.tensor(1000, dtype=torch.int64)
             elif key.endswith("running_var"):
-                state_dict[key] = torch.rand(dimensions, generator=generator) * 1.5 + 0.5
-            elif key.endswith(("bn1.weight", "bn2.weight", "downsample.1.weight")):
-                state_dict[key] = torch.rand(dimensions, generator=generator) + 0.5
-            else:
-                state_dict[key] = torch.randn(dimensions, generator=generator) * 0.1
+                state_dict[key] = torch.rand(shape, generator=generator) * 1.5 + 0.5
+            elif key.endswith(("running_mean", "bias")):
+                state_dict[key] = torch.randn(shape, generator=generator) * 0.2
+            elif len(shape) == 1:  # BatchNorm scale
+                state_dict[key] = torch.rand(shape, generator=generator) * 0.5 + 0.25
+            else:  # conv or fc weight
+                fan_in = 1
+                for size in shape[1:]:
+                    fan_in *= size
+                state_dict[key] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
     return state_dict

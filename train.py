@@ -65,6 +65,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--image_weights", default="imagenet", help="vision tower start: imagenet (see resnet18.py), none, or a .weights.h5/.pth path (default: imagenet)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation, the shuffle and the augmentation (default: 0)")
     parser.add_argument("--steps_per_epoch", type=positive_int, default=None, help="steps per epoch (default: one pass over the pairs)")
+    parser.add_argument("--deterministic", action="store_true", help="repeatable run: the same --seed gives the same numbers on the same machine (TensorFlow op determinism, ordered data loading; somewhat slower)")
     parser.add_argument("--mixed_precision", action="store_true", help="compute in bfloat16 on CPU / float16 with loss scaling on GPU; variables and the loss stay float32")
     parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"), default="none",
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
@@ -224,6 +225,9 @@ def read_history(out_dir, epochs_done):
 def main(argv=None):
     arguments = parse_arguments(argv)
     strategy = make_strategy(arguments.strategy)
+    if arguments.deterministic:
+        keras.utils.set_random_seed(arguments.seed)
+        tf.config.experimental.enable_op_determinism()
     if arguments.mixed_precision:
         on_gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
@@ -241,7 +245,7 @@ def main(argv=None):
     steps = arguments.steps_per_epoch or len(pairs) // batch_size
     dataset = preprocessing.make_dataset(
         pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed + epochs_done,
-        drop_remainder=True,
+        drop_remainder=True, deterministic=arguments.deterministic,
     ).repeat()
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -56,7 +56,8 @@ try:
 except ImportError:  # not on Windows: the single-run lock is skipped there
     fcntl = None
 
-VGGSS_JSON_URL = "https://www.robots.ox.ac.uk/~vgg/research/lvs/data/vggss.json"
+# The annotation list as the authors publish it in their repository (metadata/vggss.json).
+VGGSS_JSON_URL = "https://raw.githubusercontent.com/hche11/Localizing-Visual-Sounds-the-Hard-Way/main/metadata/vggss.json"
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
 # mp4 (H.264 + AAC) first: the section is re-encoded to cut at exact times, and VP9 re-encoding is slow.
 DEFAULT_FORMAT = "bv*[ext=mp4]+ba[ext=m4a]/b[ext=mp4]/bv*+ba/b"

@@ -126,6 +126,18 @@ def test_grayscale_rgba_png_frames_become_rgb(tmp_path, mode, extension):
     assert frame.shape == (64, 64, 3) and frame.dtype == np.float32
 
 
+def test_very_large_frame_and_silent_audio_are_usable(tmp_path):
+    Image.new("RGB", (6000, 4000), (200, 30, 30)).save(tmp_path / "large.png")
+    write_wav(tmp_path / "large.wav", np.zeros(16000, np.int16), 16000)  # silent: valid, just uninformative
+    pairs, skipped = preprocessing.find_pairs(str(tmp_path))
+    assert [pair.name for pair in pairs] == ["large"] and skipped == []
+    frame = preprocessing.load_frame(pairs[0].image_path, 224)
+    expected = (np.array([200, 30, 30], np.float32) / 255 - preprocessing.IMAGENET_MEAN) / preprocessing.IMAGENET_STD
+    np.testing.assert_allclose(frame[112, 112], expected, atol=1e-5)
+    silent = preprocessing.spectrogram(preprocessing.load_waveform(pairs[0].audio_path, 16000, 1.0), 16000).numpy()
+    np.testing.assert_allclose(silent, np.log(1e-7) / 12, rtol=1e-6)
+
+
 def make_folder(folder):
     """A folder with every kind of pair and of broken file."""
     folder.mkdir()
@@ -164,6 +176,18 @@ def test_find_pairs_lists_usable_pairs_and_reasons(tmp_path):
     assert "silent_empty.wav: zero-length audio" in text
     assert "zero.wav: unreadable wav" in text
     assert len(skipped) == 5
+
+
+def test_official_frames_and_audio_layout(tmp_path):
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
+    for name in ("x", "y"):
+        write_image(tmp_path / "frames" / f"{name}.jpg")
+        write_wav(tmp_path / "audio" / f"{name}.wav", tone(16000, 0.5), 16000)
+    write_wav(tmp_path / "audio" / "z.wav", tone(16000, 0.5), 16000)
+    pairs, skipped = preprocessing.find_pairs(str(tmp_path))
+    assert [(pair.name, os.path.basename(os.path.dirname(pair.audio_path))) for pair in pairs] == [("x", "audio"), ("y", "audio")]
+    assert skipped == [f"{tmp_path / 'audio' / 'z.wav'}: no matching frame"]
 
 
 def test_dataset_skips_files_that_fail_to_decode(tmp_path, capsys):

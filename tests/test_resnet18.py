@@ -20,6 +20,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import resnet18  # noqa: E402
+from torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 METADATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "metadata"
@@ -125,47 +126,12 @@ def test_trunk_accepts_any_input_size():
     assert tuple(outputs.shape) == (1, 17, 13, 512)
 
 
-def random_lvs_state_dict(generator):
-    """Random tensors with exactly the layout of an official LVS checkpoint (lvs_state_dict_keys.tsv)."""
-    lines = (METADATA_DIR / "lvs_state_dict_keys.tsv").read_text().splitlines()
-    assert lines[0].split("\t") == ["key", "shape", "dtype"]
-    state_dict = {}
-    for line in lines[1:]:
-        key, shape_text, dtype = line.split("\t")
-        shape = tuple(int(size) for size in shape_text.split("x")) if shape_text else ()
-        if dtype == "int64":
-            state_dict[key] = torch.tensor(1000, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            state_dict[key] = torch.rand(shape, generator=generator) * 1.5 + 0.5
-        elif key.endswith("running_mean") or key.endswith("bias"):
-            state_dict[key] = torch.randn(shape, generator=generator) * 0.2
-        elif len(shape) == 1:  # BatchNorm weight, below 1 so activations stay O(1) and 1e-4 stays meaningful
-            state_dict[key] = torch.rand(shape, generator=generator) * 0.5 + 0.25
-        else:  # conv or fc weight, He-scaled so activations keep their size through the network
-            fan_in = int(np.prod(shape[1:]))
-            state_dict[key] = torch.randn(shape, generator=generator) * np.sqrt(2.0 / fan_in)
-    return state_dict
-
-
-def torch_tower(state_dict, prefix, first_conv, input_channels):
-    """A torchvision resnet18 (layer4 stride 1) carrying one tower of an LVS state dict."""
-    tower = {
-        key[len(prefix):]: value
-        for key, value in state_dict.items()
-        if key.startswith(prefix) and not key[len(prefix):].startswith(("conv1.", "conv1_a.", "conv1_flow."))
-    }
-    tower["conv1.weight"] = state_dict[f"{prefix}{first_conv}.weight"]
-    torch_model = torchvision.models.resnet18()
-    if input_channels != 3:
-        torch_model.conv1 = torch.nn.Conv2d(input_channels, 64, 7, stride=2, padding=3, bias=False)
-    set_layer4_stride(torch_model, 1)
-    torch_model.load_state_dict(tower, strict=True)
-    return torch_model.eval()
-
-
 def test_official_lvs_checkpoint_layout_loads_both_towers(tmp_path):
     generator = torch.Generator().manual_seed(3)
-    state_dict = random_lvs_state_dict(generator)
+    state_dict = random_official_state_dict(METADATA_DIR / "lvs_state_dict_keys.tsv", seed=3)
+    reference = TorchLVS()
+    reference.load_official_state_dict(state_dict)
+    reference.eval()
     checkpoint_path = tmp_path / "lvs.pth.tar"
     torch.save({"model_state_dict": state_dict, "epoch": 7}, checkpoint_path)
     loaded = resnet18.read_torch_checkpoint(checkpoint_path)
@@ -179,7 +145,8 @@ def test_official_lvs_checkpoint_layout_loads_both_towers(tmp_path):
         f"module.audnet.{name}" for name in ("conv1.weight", "conv1_flow.weight", "fc.weight", "fc.bias")
     )
     spectrogram = torch.randn(1, 1, 257, 200, generator=generator)
-    torch_audio = torch_layer4(torch_tower(state_dict, "module.audnet.", "conv1_a", 1), spectrogram)
+    with torch.no_grad():
+        torch_audio = reference.audnet(spectrogram)
     keras_audio = keras_forward(audio_trunk, spectrogram)
     assert keras_audio.shape == tuple(torch_audio.shape) == (1, 512, 17, 13)
     assert torch_audio.abs().max() > 1.0
@@ -191,7 +158,8 @@ def test_official_lvs_checkpoint_layout_loads_both_towers(tmp_path):
         f"module.imgnet.{name}" for name in ("conv1_a.weight", "conv1_flow.weight", "fc.weight", "fc.bias")
     )
     frame = torch.randn(1, 3, 224, 224, generator=generator)
-    torch_vision = torch_layer4(torch_tower(state_dict, "module.imgnet.", "conv1", 3), frame)
+    with torch.no_grad():
+        torch_vision = reference.imgnet(frame)
     keras_vision = keras_forward(vision_trunk, frame)
     assert keras_vision.shape == tuple(torch_vision.shape) == (1, 512, 14, 14)
     assert torch_vision.abs().max() > 1.0
