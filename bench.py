@@ -19,7 +19,7 @@ Timings go to stdout as markdown tables and to --output (BENCHMARKS.md) with the
 the load average and the exact command. Run it on a quiet machine: other work on the cores makes every number noisy.
 
 Usage:
-    python bench.py                                   # everything, both shapes (slow: ~15 min on 2 cores)
+    python bench.py                                   # everything, both shapes (slow: ~25 min on 2 cores)
     python bench.py --shapes demo                     # the demo's shapes only (a few minutes)
     python bench.py --quick --output /tmp/BENCHMARKS.md   # smoke run, tiny step counts, numbers meaningless
     python bench.py --shapes paper --keras_variants fp32,bf16 --torch_variants nchw --skip_memory
@@ -117,8 +117,8 @@ def layer_flops(network):
                 raise ValueError(f"{network.name}: build it with a fixed input shape to count FLOPs")
             input_channels = layer.input.shape[-1]
             kernel_height, kernel_width = layer.kernel_size
-            multiply_adds = height * width * output_channels * kernel_height * kernel_width * input_channels // layer.groups
-            counts.append((layer.name, 2 * multiply_adds))
+            per_output = kernel_height * kernel_width * input_channels // layer.groups  # multiply-adds per output
+            counts.append((layer.name, 2 * height * width * output_channels * per_output))
         elif isinstance(layer, keras.layers.Dense):
             counts.append((layer.name, 2 * layer.input.shape[-1] * layer.units))
     return counts
@@ -242,6 +242,20 @@ def machine_description():
     }
 
 
+def cpu_seconds():
+    """(CPU seconds every process of the machine has used, CPU seconds this process and its waited children have)."""
+    machine = psutil.cpu_times()
+    busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+    own = psutil.Process().cpu_times()
+    return busy, own.user + own.system + own.children_user + own.children_system
+
+
+def others_share(start, end, seconds):
+    """Fraction of the cores that other processes used between two cpu_seconds() readings taken seconds apart."""
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return max(others, 0.0) / (seconds * len(os.sched_getaffinity(0)))
+
+
 def load_average():
     """The 1, 5 and 15 minute load averages as text."""
     return " / ".join(f"{value:.2f}" for value in os.getloadavg())
@@ -270,6 +284,11 @@ def torch_inputs(inputs, channels_last):
         frames = frames.contiguous(memory_format=torch.channels_last)
         spectrograms = spectrograms.contiguous(memory_format=torch.channels_last)
     return frames, spectrograms
+
+
+def precision(variant):
+    """'bfloat16' for a bf16 variant of either framework, else 'float32'."""
+    return "bfloat16" if "bf16" in variant else "float32"
 
 
 def model_settings(shape):
@@ -362,7 +381,8 @@ def torch_train_step(shape, batch_size, variant, seed=0):
     network = TorchLVS(layer4_stride=1).train()
     if options["channels_last"]:
         network = network.to(memory_format=torch.channels_last)
-    frames, spectrograms = torch_inputs(random_inputs(model_settings(shape), batch_size, seed), options["channels_last"])
+    inputs = random_inputs(model_settings(shape), batch_size, seed)
+    frames, spectrograms = torch_inputs(inputs, options["channels_last"])
     optimizer = torch.optim.Adam(network.parameters(), lr=LEARNING_RATE)
 
     def step():
@@ -384,7 +404,8 @@ def torch_forward(shape, batch_size, variant, seed=0):
     network = TorchLVS(layer4_stride=1).eval()
     if options["channels_last"]:
         network = network.to(memory_format=torch.channels_last)
-    frames, spectrograms = torch_inputs(random_inputs(model_settings(shape), batch_size, seed), options["channels_last"])
+    inputs = random_inputs(model_settings(shape), batch_size, seed)
+    frames, spectrograms = torch_inputs(inputs, options["channels_last"])
 
     def forward():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=options["bfloat16"]):
@@ -704,7 +725,8 @@ def throughput_rows(results, kind, matmul):
             f"{result['min']:.3f} - {result['max']:.3f}",
             number(result["samples_per_second"]), ratio_text(result["samples_per_second"], speed(reference)),
             number(result["gflops_per_second"]),
-            f"{100 * result['gflops_per_second'] / matmul['tf float32']:.0f} %" if matmul else "n/a",
+            f"{100 * result['gflops_per_second'] / matmul['tf ' + precision(result['variant'])]:.0f} %" if matmul
+            else "n/a",
         ])
     return rows
 
@@ -734,37 +756,50 @@ def option_rows(results):
     return rows
 
 
+def variant_name(result):
+    return "n/a" if result is None else result["variant"]
+
+
+def verdict(numerator, denominator, target):
+    """'1.23x, target >= 1.2x: met' (or NOT met), or 'not measured' when either side is missing."""
+    if numerator is None or not denominator:
+        return "not measured"
+    value = numerator / denominator
+    return f"{value:.2f}x, target >= {target}x: {'met' if value >= target else 'NOT met'}"
+
+
 def summary_lines(results, pipelines):
-    """The targets of the issue, met or not, per shape, and the fastest variant of our train step."""
+    """The targets of the issue, met or not, per shape: fastest against fastest, and precision against precision."""
     lines = []
     for shape in dict.fromkeys(result["shape"] for result in results):
+        default_train = find(results, kind="train", shape=shape, framework="keras", variant="fp32")
         ours_train = best(results, kind="train", shape=shape, framework="keras")
         torch_train = best(results, kind="train", shape=shape, framework="torch")
-        ours_inference = best(results, kind="inference", shape=shape, framework="keras")
-        torch_inference = best(results, kind="inference", shape=shape, framework="torch")
-        default_train = find(results, kind="train", shape=shape, framework="keras", variant="fp32")
-        pipeline = find(pipelines, shape=shape)
-
-        def verdict(numerator, denominator, target):
-            if numerator is None or not denominator:
-                return "not measured"
-            value = numerator / denominator
-            return f"{value:.2f}x, target >= {target}x: {'met' if value >= target else 'NOT met'}"
-
-        name = lambda result: "n/a" if result is None else result["variant"]  # noqa: E731
-        lines.append(f"- **{shape}**: fastest train step of ours: `{name(ours_train)}` "
+        lines.append(f"- **{shape}**: fastest train step of ours: `{variant_name(ours_train)}` "
                      f"({number(speed(ours_train))} samples/s; train.py's fp32 default: "
-                     f"{number(speed(default_train))}); fastest PyTorch: `{name(torch_train)}` "
+                     f"{number(speed(default_train))}); fastest PyTorch: `{variant_name(torch_train)}` "
                      f"({number(speed(torch_train))} samples/s).")
-        lines.append(f"  - training, ours / PyTorch (fastest of each): "
-                     f"{verdict(speed(ours_train), speed(torch_train), 1.2)}")
-        official = find(results, kind="train", shape=shape, framework="torch", variant=TORCH_OFFICIAL)
-        if official and official is not torch_train:
-            lines.append(f"  - training, ours / PyTorch official layout (nchw float32): "
-                         f"{verdict(speed(ours_train), speed(official), 1.2)}")
-        lines.append(f"  - inference, ours / PyTorch (fastest of each: `{name(ours_inference)}` vs "
-                     f"`{name(torch_inference)}`): {verdict(speed(ours_inference), speed(torch_inference), 1.0)}")
-        lines.append(f"  - input pipeline / train step's consumption (fastest train variant): "
+        for kind, target in (("train", 1.2), ("inference", 1.0)):
+            ours = best(results, kind=kind, shape=shape, framework="keras")
+            reference = best(results, kind=kind, shape=shape, framework="torch")
+            if ours is None and reference is None:
+                continue
+            lines.append(f"  - {kind}, ours / PyTorch, fastest of each (`{variant_name(ours)}` vs "
+                         f"`{variant_name(reference)}`): {verdict(speed(ours), speed(reference), target)}")
+            official = find(results, kind=kind, shape=shape, framework="torch", variant=TORCH_OFFICIAL)
+            if official is not None and official is not reference:
+                lines.append(f"  - {kind}, ours fastest / PyTorch official layout (`nchw` float32): "
+                             f"{verdict(speed(ours), speed(official), target)}")
+            for dtype in ("float32", "bfloat16"):
+                candidates = [result for result in results if precision(result["variant"]) == dtype]
+                ours_matched = best(candidates, kind=kind, shape=shape, framework="keras")
+                reference_matched = best(candidates, kind=kind, shape=shape, framework="torch")
+                if ours_matched and reference_matched:
+                    lines.append(f"  - {kind}, {dtype} only (`{variant_name(ours_matched)}` vs "
+                                 f"`{variant_name(reference_matched)}`): "
+                                 f"{verdict(speed(ours_matched), speed(reference_matched), target)}")
+        pipeline = find(pipelines, shape=shape)
+        lines.append(f"  - input pipeline / train step's consumption (fastest train variant of ours): "
                      f"{verdict(pipeline and pipeline['samples_per_second'], speed(ours_train), 3)}")
     return lines
 
@@ -793,12 +828,15 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "## Machine\n",
         markdown_table(["", ""], [[key, value] for key, value in machine.items()]
                        + [["load average (1/5/15 min) at start", context["load_start"]],
-                          ["load average at end", context["load_end"]]]),
+                          ["load average at end (this run included)", context["load_end"]],
+                          ["CPU used by other processes during the run",
+                           f"{100 * context['others_share']:.0f} % of the cores"]]),
     ]
     cores = len(os.sched_getaffinity(0))
-    if os.getloadavg()[0] > 0.5 * cores or float(context["load_start"].split(" / ")[0]) > 0.5 * cores:
-        parts.append(f"**Warning: the machine was busy (load average above {0.5 * cores:g} on {cores} cores); "
-                     f"these numbers are noisy.**\n")
+    if context["others_share"] > 0.1 or context["first_load"] > 0.5 * cores:
+        parts.append(f"**Warning: the machine was busy (other processes used {100 * context['others_share']:.0f} % of "
+                     f"the cores during the run; 1-minute load {context['first_load']:.2f} at start): these numbers "
+                     f"are noisy.**\n")
     parts += [
         "## Settings\n",
         f"- Threads: PyTorch `torch.set_num_threads({context['threads']})` and "
@@ -806,7 +844,9 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         + ("its defaults (intra-op and inter-op 0: one thread per core), oneDNN on "
            f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset: on')})."
            if not context["tf_threads"] else f"intra-op and inter-op parallelism set to {context['tf_threads']}.")
-        + f" OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.",
+        + f" OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. PyTorch's OpenMP threads slow down "
+        "sharply (up to 20x seen) when another process takes a core, TensorFlow's thread pool far less: compare "
+        "frameworks only in a quiet run.",
         "- Ours: `model.LVSModel` (random weights), `model.compile(optimizer=Adam(1e-4), jit_compile=...)` and "
         "`train_on_batch` on a fixed batch of random inputs already in memory. Variants: `fp32` = train.py's "
         "compile (float32 policy, jit_compile='auto'), `fp32_xla` = jit_compile=True, `bf16` / `bf16_xla` = the "
@@ -828,8 +868,8 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "tower): a convolution costs 2 x output pixels x output channels x kernel area x input channels. A train "
         "step is 3 x the forward (the backward pass is two convolutions of the forward's cost each: input and "
         "kernel gradients) less each tower's first-conv input gradient; BatchNorm, ReLU, pooling, the loss and "
-        "Adam are not counted (< 1 %). GFLOP/s = FLOPs per sample x samples/s; '% matmul' is against TF's float32 "
-        "matmul below.\n",
+        "Adam are not counted (< 1 %). GFLOP/s = FLOPs per sample x samples/s; '% matmul' is against TF's matmul "
+        "below in the row's precision (float32, or bfloat16 for the bf16 variants).\n",
     ]
     flop_rows = []
     for shape, counts in flops.items():
@@ -837,8 +877,8 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         width = preprocessing.spectrogram_width(settings["sample_rate"], settings["audio_seconds"])
         flop_rows.append([shape, f"{settings['image_size']}x{settings['image_size']}", f"257x{width}",
                           f"{counts['forward'] / 1e9:.2f}", f"{counts['train'] / 1e9:.2f}"])
-    parts.append(markdown_table(["shape", "frame", "spectrogram", "forward GFLOP / sample", "train step GFLOP / sample"],
-                                flop_rows))
+    parts.append(markdown_table(
+        ["shape", "frame", "spectrogram", "forward GFLOP / sample", "train step GFLOP / sample"], flop_rows))
     if matmul:
         parts.append(markdown_table(["matmul (" + context["matmul_size"] + ")", "GFLOP/s"],
                                     [[key, number(value)] for key, value in matmul.items()]))
@@ -910,7 +950,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--batch_size", type=int, default=None,
                         help="pairs per step for every shape (default: 16 at paper shapes, 32 at demo shapes)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="timed steps per measurement (default: 5 at paper shapes, 20 at demo shapes; 2 with --quick)")
+                        help="timed steps per measurement (default: 5 at paper shapes, 20 at demo shapes; "
+                             "2 with --quick)")
     parser.add_argument("--warmup", type=int, default=None,
                         help=f"untimed steps before them, the first of which is reported apart as the compile step "
                              f"(default: {DEFAULT_WARMUP}; 1 with --quick)")
@@ -931,7 +972,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--memory_shape", default=None,
                         help="shape of the peak-memory runs (default: paper if measured, else the first of --shapes)")
     parser.add_argument("--memory_batch_size", type=int, default=None,
-                        help=f"batch of the peak-memory runs (default: {MEMORY_BATCH_SIZE}, or --batch_size when given)")
+                        help=f"batch of the peak-memory runs (default: {MEMORY_BATCH_SIZE}, or --batch_size when "
+                             f"given)")
     parser.add_argument("--matmul_size", type=int, default=None,
                         help=f"side of the square matrices of the matmul peak (default: {DEFAULT_MATMUL_SIZE}; 512 "
                              f"with --quick)")
@@ -1017,6 +1059,7 @@ def main(argv=None):
         "command": command,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "load_start": load_average(),
+        "first_load": os.getloadavg()[0],
         "threads": arguments.threads,
         "tf_threads": arguments.tf_threads,
         "matmul_size": f"{arguments.matmul_size}x{arguments.matmul_size}",
@@ -1024,6 +1067,7 @@ def main(argv=None):
         "steps": ", ".join(f"{shape} {steps_for(arguments, shape)}" for shape in arguments.shapes),
     }
     print(f"load average at start: {context['load_start']} on {len(os.sched_getaffinity(0))} cores", file=sys.stderr)
+    cpu_start, run_start = cpu_seconds(), time.perf_counter()
     machine = machine_description()
     matmul = None if arguments.skip_matmul else matmul_gflops(arguments.matmul_size, 5 if arguments.quick else 10)
     torch_variants = [] if arguments.skip_torch else arguments.torch_variants
@@ -1063,6 +1107,7 @@ def main(argv=None):
         memories = measure_memory(specifications, shape, arguments.memory_batch_size, 1,
                                   min(steps_for(arguments, shape), 2), arguments.threads)
     context["load_end"] = load_average()
+    context["others_share"] = others_share(cpu_start, cpu_seconds(), time.perf_counter() - run_start)
     report = render_report(machine, context, matmul, flops, results, pipelines, memories)
     print(report)
     write_text(arguments.output, report)

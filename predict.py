@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import preprocessing  # noqa: E402
@@ -101,9 +102,10 @@ def predict_maps(model, pairs, batch_size=16, description="predicting"):
         (name, frame S x S x 3 in [0, 1], similarity h x w, positive mask h x w) for every pair that decoded.
     """
     dataset = preprocessing.make_dataset(pairs, model.settings, training=False, batch_size=batch_size, with_names=True)
+    forward = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)  # bench.py: 1.3-2x eager
     with tqdm(total=len(pairs), desc=description, unit="pair") as progress:
         for inputs, names in dataset:
-            outputs = model(inputs, training=False)
+            outputs = forward(inputs)
             similarity = outputs["similarity"].numpy()
             mask = outputs["positive_mask"].numpy()
             frames = inputs["frame"].numpy()

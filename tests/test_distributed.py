@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,19 +47,32 @@ def free_ports(count):
     return ports
 
 
-def run_workers(arguments, ports):
-    processes = []
+def run_workers(arguments, ports, log_dir):
+    """Run one train.py per port as a TF_CONFIG cluster on 127.0.0.1; return their stdouts."""
+    processes, logs = [], []
     for index in range(len(ports)):
         config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+        stdout, stderr = open(log_dir / f"worker{index}.out", "w+"), open(log_dir / f"worker{index}.err", "w+")
+        logs.append((stdout, stderr))
         processes.append(subprocess.Popen(
             [sys.executable, str(PROJECT / "train.py"), *arguments, "--strategy", "multi_worker"], cwd=PROJECT,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(ENVIRONMENT, TF_CONFIG=json.dumps(config)),
+            stdout=stdout, stderr=stderr, env=dict(ENVIRONMENT, TF_CONFIG=json.dumps(config)),
         ))
-    outputs = []
+    deadline = time.time() + 600
+    while time.time() < deadline and any(process.poll() is None for process in processes):
+        if any(process.poll() not in (None, 0) for process in processes):
+            break  # a worker failed: its peers would wait for it forever
+        time.sleep(0.5)
     for process in processes:
-        stdout, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
-        outputs.append(stdout)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    outputs = []
+    for process, (stdout, stderr) in zip(processes, logs):
+        stdout.seek(0)
+        stderr.seek(0)
+        assert process.returncode == 0, stderr.read()[-3000:]
+        outputs.append(stdout.read())
     return outputs
 
 
@@ -70,12 +84,12 @@ def test_two_workers_train_together_and_resume(tmp_path):
     out = tmp_path / "run"
     arguments = ["--data_dir", str(data), "--out_dir", str(out), "--image_size", "32", "--sample_rate", "8000",
                  "--audio_seconds", "0.1", "--image_weights", "none", "--batch_size", "4", "--steps_per_epoch", "2"]
-    outputs = run_workers([*arguments, "--epochs", "1"], free_ports(2))
+    outputs = run_workers([*arguments, "--epochs", "1"], free_ports(2), tmp_path)
     assert all("2 replica(s)" in output for output in outputs)
     assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["epoch_0001.keras"]
     assert not list(out.rglob(".*.partial-*"))
 
-    outputs = run_workers([*arguments, "--epochs", "2"], free_ports(2))
+    outputs = run_workers([*arguments, "--epochs", "2"], free_ports(2), tmp_path)
     assert all("resuming from" in output and "epoch 1 of 2 done" in output for output in outputs)
     assert (out / "checkpoints" / "epoch_0002.keras").is_file() and (out / "model.keras").is_file()
     rows = (out / "log.csv").read_text().strip().splitlines()
