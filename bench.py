@@ -83,7 +83,7 @@ TORCH_VARIANTS = {
     "nchw_bf16": {"channels_last": False, "bfloat16": True},
     "channels_last_bf16": {"channels_last": True, "bfloat16": True},
 }
-KERAS_EAGER = "fp32_eager"  # inference only: predict.py's path, model(inputs) called eagerly
+KERAS_EAGER = "fp32_eager"  # inference only: model(inputs) called eagerly (predict.py wraps it in tf.function)
 TORCH_OFFICIAL = "nchw"  # the official layout, the reference every ratio is taken against
 LEARNING_RATE = 1e-4
 DEFAULT_WARMUP = 2
@@ -340,7 +340,7 @@ def keras_forward(shape, batch_size, variant, seed=0):
     Args:
         shape: a SHAPES name.
         batch_size: pairs per forward.
-        variant: KERAS_EAGER (the model called eagerly, as predict.py does) or a KERAS_VARIANTS name (the call
+        variant: KERAS_EAGER (the model called eagerly) or a KERAS_VARIANTS name (the call
             wrapped in tf.function, with jit_compile=True for the _xla ones).
         seed: weights and inputs seed.
 
@@ -350,7 +350,7 @@ def keras_forward(shape, batch_size, variant, seed=0):
     model = build_keras_model(shape, "fp32" if variant == KERAS_EAGER else variant, seed)
     batch = {key: tf.constant(value) for key, value in random_inputs(model.settings, batch_size, seed).items()}
     if variant == KERAS_EAGER:
-        call, description = (lambda inputs: model(inputs, training=False)), "policy float32, eager (predict.py today)"
+        call, description = (lambda inputs: model(inputs, training=False)), "policy float32, eager call"
     else:
         options = KERAS_VARIANTS[variant]
         jit_compile = options["jit_compile"] is True
@@ -856,8 +856,8 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "`channels_last` = network and inputs in torch.channels_last, `_bf16` = towers under "
         "`torch.autocast('cpu', torch.bfloat16)`.",
         "- Inference: predict.py's forward, model(inputs, training=False) -> similarity S_ii and positive mask "
-        "m_ip, fetched as numpy. `fp32_eager` is what predict.py does today (eager call); the other Keras "
-        "variants wrap the call in tf.function (jit_compile=True for `_xla`). PyTorch runs eval() under "
+        "m_ip, fetched as numpy. `fp32_eager` calls the model eagerly; the other Keras variants wrap the call in "
+        "tf.function as predict.py does (jit_compile=True for `_xla`). PyTorch runs eval() under "
         "torch.inference_mode().",
         f"- Steps: {context['steps']}; warm-up steps (including the first): {context['warmup']}.",
         "- 'min - max step' is the spread of the timed steps: a wide one means other work disturbed the run.",

@@ -61,8 +61,10 @@ def draw_panels(frame, similarity, positive_mask, title, boxes=None, caption=Non
     axes[0].imshow(frame)
     axes[0].set_title("frame")
     axes[1].imshow(frame)
-    shown = axes[1].imshow(similarity_large, cmap="jet", alpha=0.5, vmin=-1, vmax=1)
-    axes[1].set_title(f"heatmap S_ii (max {similarity.max():.2f})")
+    # the map's own range: cosine values of one frame sit in a narrow band of [-1, 1]
+    shown = axes[1].imshow(similarity_large, cmap="jet", alpha=0.5, vmin=float(similarity.min()),
+                           vmax=float(similarity.max()) + 1e-6)
+    axes[1].set_title(f"heatmap S_ii ({similarity.min():.2f} to {similarity.max():.2f})")
     figure.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02)
     axes[2].imshow(frame)
     shown = axes[2].imshow(mask_large, cmap="jet", alpha=0.5, vmin=0, vmax=1)
