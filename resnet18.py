@@ -10,6 +10,10 @@ Convert torchvision's ImageNet weights into a Keras weights file for the vision 
     python resnet18.py --output weights/resnet18_imagenet.weights.h5
     python resnet18.py --output weights/resnet18_imagenet.weights.h5 --pth resnet18-f37072fd.pth
 
+Convert an official LVS checkpoint into the project's model (predict.py / evaluate.py also take it directly):
+
+    python resnet18.py --lvs_checkpoint lvs_vggss.pth.tar --output lvs_vggss.keras
+
 Without --pth the file is downloaded into torch's hub cache (the same file torchvision's
 ResNet18_Weights.IMAGENET1K_V1 uses); where there is no network, download it by hand from IMAGENET_URL and pass --pth.
 Its sha256 is checked either way.
@@ -23,6 +27,7 @@ In Python:
 
 import argparse
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -413,12 +418,14 @@ def load_vision_weights(keras_model, path):
 
 def main():
     parser = argparse.ArgumentParser(
-        description="Convert torchvision's ImageNet ResNet-18 into a Keras weights file for the LVS vision tower."
+        description="Convert torchvision's ImageNet ResNet-18 into a Keras weights file for the LVS vision tower, "
+        "or an official LVS checkpoint (.pth.tar) into a .keras model (--lvs_checkpoint)."
     )
     parser.add_argument(
         "--output",
-        default="weights/resnet18_imagenet.weights.h5",
-        help="Keras weights file to write (must end with .weights.h5)",
+        default=None,
+        help="file to write: a .weights.h5 for ImageNet weights (default: weights/resnet18_imagenet.weights.h5), "
+        "a .keras model with --lvs_checkpoint",
     )
     parser.add_argument(
         "--pth",
@@ -426,11 +433,33 @@ def main():
         help=f"torchvision's resnet18-f37072fd.pth downloaded by hand from {IMAGENET_URL} "
         "(default: download into torch's hub cache)",
     )
+    parser.add_argument(
+        "--lvs_checkpoint",
+        default=None,
+        help="an official LVS checkpoint (torch.save of {'model_state_dict': ...}) to convert into the project's "
+        "model; predict.py and evaluate.py also take the .pth.tar directly",
+    )
     arguments = parser.parse_args()
-    if not arguments.output.endswith(".weights.h5"):
-        parser.error(f"--output must end with .weights.h5, got {arguments.output}")
+    if arguments.lvs_checkpoint:
+        output = arguments.output or os.path.splitext(arguments.lvs_checkpoint.removesuffix(".tar"))[0] + ".keras"
+        if not output.endswith(".keras"):
+            parser.error(f"--output must end with .keras with --lvs_checkpoint, got {output}")
+        from atomic import atomic_path
+        from model import convert_official_checkpoint  # model.py builds on this module
+
+        try:
+            model = convert_official_checkpoint(arguments.lvs_checkpoint)
+        except (ValueError, OSError) as error:
+            sys.exit(f"error: {error}")
+        with atomic_path(output) as temporary:
+            model.save(temporary)
+        print(f"wrote {output}")
+        return
+    output = arguments.output or "weights/resnet18_imagenet.weights.h5"
+    if not output.endswith(".weights.h5"):
+        parser.error(f"--output must end with .weights.h5, got {output}")
     try:
-        output_path = convert_imagenet(arguments.output, arguments.pth)
+        output_path = convert_imagenet(output, arguments.pth)
     except (ValueError, RuntimeError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {output_path}")

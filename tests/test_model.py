@@ -100,3 +100,21 @@ def test_official_checkpoint_equals_pytorch(tmp_path, metadata_dir):
     np.testing.assert_allclose(audio_features.numpy(), audio_reference.numpy(), atol=1e-4)
     similarity = torch.einsum("nchw,nc->nhw", frame_reference, audio_reference).numpy()
     np.testing.assert_allclose(model(batch)["similarity"].numpy(), similarity, atol=1e-4)
+
+
+def test_resnet18_cli_converts_an_official_checkpoint_to_keras(tmp_path, metadata_dir):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parents[1]
+    state_dict = random_official_state_dict(metadata_dir / "lvs_state_dict_keys.tsv", seed=5)
+    torch.save({"model_state_dict": state_dict}, tmp_path / "lvs.pth.tar")
+    result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar")],
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    converted = load_checkpoint(str(tmp_path / "lvs.keras"))
+    direct = load_checkpoint(str(tmp_path / "lvs.pth.tar"))
+    batch = inputs(batch=1, image_size=224, width=40, seed=6)
+    np.testing.assert_allclose(converted(batch)["similarity"], direct(batch)["similarity"], atol=1e-6)
