@@ -100,6 +100,7 @@ def model_settings(arguments):
 
 
 def make_optimizer(arguments):
+    """Adam with --lr, or AdamW when --weight_decay is set."""
     if arguments.weight_decay > 0:
         return keras.optimizers.AdamW(learning_rate=arguments.lr, weight_decay=arguments.weight_decay)
     return keras.optimizers.Adam(learning_rate=arguments.lr)
@@ -161,7 +162,7 @@ def resume_or_build(arguments):
     keras.utils.set_random_seed(arguments.seed)
     try:
         model = build_model(image_weights=arguments.image_weights, **model_settings(arguments))
-    except ValueError as error:
+    except (ValueError, RuntimeError, OSError) as error:  # missing or unconvertible --image_weights
         raise SystemExit(f"error: {error}")
     model.compile(optimizer=make_optimizer(arguments))
     return model, 0

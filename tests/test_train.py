@@ -70,6 +70,15 @@ def test_empty_or_missing_folder_is_one_line(tmp_path):
         assert "Traceback" not in result.stderr
 
 
+def test_missing_image_weights_file_is_one_line(pairs_dir, tmp_path):
+    arguments = [argument for argument in TINY if argument != "none" and argument != "--image_weights"]
+    result = run(["--data_dir", str(pairs_dir), "--out_dir", str(tmp_path / "out"), *arguments,
+                  "--image_weights", str(tmp_path / "missing.weights.h5")])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: image weights not found")
+    assert "Traceback" not in result.stderr
+
+
 def test_training_writes_everything_and_resumes(pairs_dir, tmp_path):
     out = tmp_path / "run"
     (pairs_dir / "broken.jpg").write_bytes(b"garbage")
