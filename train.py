@@ -123,6 +123,10 @@ def make_strategy(name):
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise SystemExit("error: --strategy multi_worker needs TF_CONFIG (see the README's multi-machine section)")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"error: TF_CONFIG is not valid JSON: {error}")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
