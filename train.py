@@ -247,6 +247,9 @@ def main(argv=None):
     if batch_size > len(pairs):
         print(f"note: --batch_size {batch_size} is more than the {len(pairs)} pairs; using {len(pairs)}")
         batch_size = len(pairs)
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise SystemExit(f"error: --batch_size {batch_size} must split evenly over the {replicas} replicas")
     steps = arguments.steps_per_epoch or len(pairs) // batch_size
     dataset = preprocessing.make_dataset(
         pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed + epochs_done,
@@ -262,7 +265,7 @@ def main(argv=None):
                                                 batch_size=min(batch_size, len(validation_pairs)))
     history = read_history(arguments.out_dir, epochs_done)
     print(f"training on {len(pairs)} pairs from {arguments.data_dir}: {steps} steps of {batch_size} per epoch, "
-          f"epochs {epochs_done + 1}..{arguments.epochs}, {strategy.num_replicas_in_sync} replica(s), "
+          f"epochs {epochs_done + 1}..{arguments.epochs}, {replicas} replica(s), "
           f"precision {keras.mixed_precision.global_policy().name}, out_dir {arguments.out_dir}")
     if epochs_done < arguments.epochs:
         model.fit(
