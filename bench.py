@@ -59,7 +59,7 @@ import loss as lvs  # noqa: E402
 import preprocessing  # noqa: E402
 import resnet18  # noqa: E402
 from atomic import write_text  # noqa: E402
-from model import build_model  # noqa: E402
+from model import LVSModel, build_model  # noqa: E402
 
 # name -> model settings, default batch size, and the size of the generated source files for the input pipeline.
 SHAPES = {
@@ -68,14 +68,22 @@ SHAPES = {
     "demo": {"image_size": 112, "sample_rate": 8000, "audio_seconds": 0.5, "batch_size": 32,
              "source_image": (128, 128), "default_steps": 20},
 }
-# Our train step: the Keras dtype policy and model.compile(jit_compile=...). fp32 is exactly train.py's compile
-# (jit_compile="auto", which Keras resolves to False on a machine without an accelerator).
+# Our train step: the Keras dtype policy, model.compile(jit_compile=...) and the towers' layers. fp32 is exactly
+# train.py's default (jit_compile="auto", which Keras resolves to False on a machine without an accelerator;
+# resnet18.BatchNormalization on TensorFlow's fused kernel; stride-1 convolutions padded inside the op).
+# _keras_bn computes BatchNorm as separate ops, as keras.layers.BatchNormalization does; _stock builds the towers
+# from stock Keras layers (that BatchNorm, and a ZeroPadding2D layer before every padded convolution).
 KERAS_VARIANTS = {
-    "fp32": {"policy": "float32", "jit_compile": "auto"},
-    "fp32_xla": {"policy": "float32", "jit_compile": True},
-    "bf16": {"policy": "mixed_bfloat16", "jit_compile": False},
-    "bf16_xla": {"policy": "mixed_bfloat16", "jit_compile": True},
+    "fp32": {"policy": "float32", "jit_compile": "auto", "fused_batch_norm": True, "stock_layers": False},
+    "fp32_keras_bn": {"policy": "float32", "jit_compile": "auto", "fused_batch_norm": False, "stock_layers": False},
+    "fp32_stock": {"policy": "float32", "jit_compile": "auto", "fused_batch_norm": False, "stock_layers": True},
+    "fp32_xla": {"policy": "float32", "jit_compile": True, "fused_batch_norm": True, "stock_layers": False},
+    "bf16": {"policy": "mixed_bfloat16", "jit_compile": False, "fused_batch_norm": True, "stock_layers": False},
+    "bf16_keras_bn": {"policy": "mixed_bfloat16", "jit_compile": False, "fused_batch_norm": False,
+                      "stock_layers": False},
+    "bf16_xla": {"policy": "mixed_bfloat16", "jit_compile": True, "fused_batch_norm": True, "stock_layers": False},
 }
+KERAS_DEFAULT = "fp32"  # what train.py and predict.py run without flags
 # The PyTorch reference: memory format of the network and inputs, bfloat16 autocast of the towers (loss in float32).
 TORCH_VARIANTS = {
     "nchw": {"channels_last": False, "bfloat16": False},
@@ -296,15 +304,33 @@ def model_settings(shape):
     return {key: SHAPES[shape][key] for key in ("image_size", "sample_rate", "audio_seconds")}
 
 
+class StockLayersLVSModel(LVSModel):
+    """LVSModel whose towers are built from stock Keras layers: what our own layers gain is measured against it."""
+
+    stock_layers = True
+
+
 def build_keras_model(shape, variant, seed=0):
     """A new LVSModel (random weights) under the variant's dtype policy; the global policy is restored after."""
     options = KERAS_VARIANTS[variant]
     keras.mixed_precision.set_global_policy(options["policy"])
     try:
         keras.utils.set_random_seed(seed)
-        return build_model(image_weights="none", **model_settings(shape))
+        if options["stock_layers"]:
+            return StockLayersLVSModel(**model_settings(shape))
+        model = build_model(image_weights="none", **model_settings(shape))
+        for layer in model.batch_norm_layers():
+            layer.fused = options["fused_batch_norm"]
+        return model
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def batch_norm_text(options):
+    """How a Keras variant builds its towers, for the settings column."""
+    if options["stock_layers"]:
+        return "stock Keras layers (ZeroPadding2D layers, BatchNorm as separate ops)"
+    return "fused BatchNorm" if options["fused_batch_norm"] else "BatchNorm as separate ops"
 
 
 def keras_train_step(shape, batch_size, variant, seed=0):
@@ -331,7 +357,7 @@ def keras_train_step(shape, batch_size, variant, seed=0):
     jit_text = f"jit_compile={options['jit_compile']}"
     if options["jit_compile"] == "auto":
         jit_text += f" (= {model.jit_compile} here, as train.py)"
-    return step, f"policy {options['policy']}, {jit_text}, train_on_batch"
+    return step, f"policy {options['policy']}, {jit_text}, {batch_norm_text(options)}, train_on_batch"
 
 
 def keras_forward(shape, batch_size, variant, seed=0):
@@ -355,7 +381,7 @@ def keras_forward(shape, batch_size, variant, seed=0):
         options = KERAS_VARIANTS[variant]
         jit_compile = options["jit_compile"] is True
         call = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile)
-        description = f"policy {options['policy']}, tf.function(jit_compile={jit_compile})"
+        description = f"policy {options['policy']}, tf.function(jit_compile={jit_compile}), {batch_norm_text(options)}"
 
     def forward():
         outputs = call(batch)
@@ -734,6 +760,10 @@ def throughput_rows(results, kind, matmul):
 def option_rows(results):
     """What each option gained or lost: ratios of samples/s between variants that differ by that option only."""
     comparisons = [
+        ("our tower layers instead of stock Keras layers, float32", "keras", "fp32", "fp32_stock"),
+        ("padding inside the stride-1 convolutions, float32", "keras", "fp32_keras_bn", "fp32_stock"),
+        ("fused BatchNorm kernel, float32", "keras", "fp32", "fp32_keras_bn"),
+        ("fused BatchNorm kernel, mixed_bfloat16", "keras", "bf16", "bf16_keras_bn"),
         ("XLA (jit_compile=True), float32", "keras", "fp32_xla", "fp32"),
         ("XLA (jit_compile=True), mixed_bfloat16", "keras", "bf16_xla", "bf16"),
         ("mixed_bfloat16 policy, no XLA", "keras", "bf16", "fp32"),
@@ -769,16 +799,24 @@ def verdict(numerator, denominator, target):
 
 
 def summary_lines(results, pipelines):
-    """The targets of the issue, met or not, per shape: fastest against fastest, and precision against precision."""
+    """The targets of the issue, met or not, per shape: our default against the PyTorch reference (the target),
+    then fastest against fastest and precision against precision."""
     lines = []
     for shape in dict.fromkeys(result["shape"] for result in results):
-        default_train = find(results, kind="train", shape=shape, framework="keras", variant="fp32")
+        default_train = find(results, kind="train", shape=shape, framework="keras", variant=KERAS_DEFAULT)
         ours_train = best(results, kind="train", shape=shape, framework="keras")
         torch_train = best(results, kind="train", shape=shape, framework="torch")
         lines.append(f"- **{shape}**: fastest train step of ours: `{variant_name(ours_train)}` "
-                     f"({number(speed(ours_train))} samples/s; train.py's fp32 default: "
+                     f"({number(speed(ours_train))} samples/s; train.py's default `{KERAS_DEFAULT}`: "
                      f"{number(speed(default_train))}); fastest PyTorch: `{variant_name(torch_train)}` "
                      f"({number(speed(torch_train))} samples/s).")
+        for kind, target in (("train", 1.2), ("inference", 1.0)):
+            ours_default = find(results, kind=kind, shape=shape, framework="keras", variant=KERAS_DEFAULT)
+            official = find(results, kind=kind, shape=shape, framework="torch", variant=TORCH_OFFICIAL)
+            if ours_default and official:
+                lines.append(f"  - **{kind}, the target: ours as run without flags (`{KERAS_DEFAULT}`) / the PyTorch "
+                             f"reference (`{TORCH_OFFICIAL}` float32, the official layout): "
+                             f"{verdict(speed(ours_default), speed(official), target)}**")
         for kind, target in (("train", 1.2), ("inference", 1.0)):
             ours = best(results, kind=kind, shape=shape, framework="keras")
             reference = best(results, kind=kind, shape=shape, framework="torch")
@@ -849,8 +887,12 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "frameworks only in a quiet run.",
         "- Ours: `model.LVSModel` (random weights), `model.compile(optimizer=Adam(1e-4), jit_compile=...)` and "
         "`train_on_batch` on a fixed batch of random inputs already in memory. Variants: `fp32` = train.py's "
-        "compile (float32 policy, jit_compile='auto'), `fp32_xla` = jit_compile=True, `bf16` / `bf16_xla` = the "
-        "`mixed_bfloat16` global policy (loss and L2 normalisation stay float32).",
+        "default (float32 policy, jit_compile='auto', resnet18.BatchNormalization on TensorFlow's fused kernel), "
+        "`fp32_xla` = jit_compile=True, `bf16` / `bf16_xla` = the `mixed_bfloat16` global policy (loss and L2 "
+        "normalisation stay float32), `_keras_bn` = BatchNorm computed as separate ops like stock "
+        "keras.layers.BatchNormalization, `fp32_stock` = towers built from stock Keras layers (that BatchNorm and a "
+        "ZeroPadding2D layer before every padded convolution: what the towers were before resnet18.py's own "
+        "layers).",
         "- PyTorch: `torch_reference.TorchLVS` (torchvision ResNet-18 trunks, layer4 stride 1, max-pooled audio) "
         "and `torch_lvs_loss` (float32), `torch.optim.Adam(1e-4)`. Variants: `nchw` = the official layout, "
         "`channels_last` = network and inputs in torch.channels_last, `_bf16` = towers under "

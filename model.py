@@ -48,6 +48,8 @@ class LVSModel(keras.Model):
         eps_pos, eps_neg, tau, temperature, hard_negatives, trimap: the loss settings (loss.lvs_loss).
     """
 
+    stock_layers = False  # towers of stock Keras layers (resnet18.build_resnet18); bench.py's comparison only
+
     def __init__(
         self,
         image_size=224,
@@ -62,6 +64,10 @@ class LVSModel(keras.Model):
         trimap=True,
         **kwargs,
     ):
+        # The precision is a setting of the run (train.py --mixed_precision sets the global dtype policy before
+        # building), not of the checkpoint: a model trained in bfloat16 loads in whatever policy is global, float32
+        # by default, the outer model and both towers alike.
+        kwargs.pop("dtype", None)
         super().__init__(**kwargs)
         if layer4_stride not in (1, 2):
             raise ValueError(f"layer4_stride must be 1 or 2, got {layer4_stride}")
@@ -75,8 +81,10 @@ class LVSModel(keras.Model):
         self.temperature = float(temperature)
         self.hard_negatives = bool(hard_negatives)
         self.trimap = bool(trimap)
-        self.vision = resnet18.build_resnet18(input_channels=3, layer4_stride=self.layer4_stride, name="vision")
-        self.audio = resnet18.build_resnet18(input_channels=1, layer4_stride=1, name="audio")
+        self.vision = resnet18.build_resnet18(input_channels=3, layer4_stride=self.layer4_stride, name="vision",
+                                              stock_layers=self.stock_layers)
+        self.audio = resnet18.build_resnet18(input_channels=1, layer4_stride=1, name="audio",
+                                             stock_layers=self.stock_layers)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True  # both towers are functional models whose weights exist already
 
@@ -113,9 +121,13 @@ class LVSModel(keras.Model):
         floating-point rounding); without it each replica normalises with its own share of the batch, as the
         official code's DataParallel did. train.py turns it on whenever there is more than one replica.
         """
-        for layer in self.vision.layers + self.audio.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = enabled
+        for layer in self.batch_norm_layers():
+            layer.synchronized = enabled
+
+    def batch_norm_layers(self):
+        """Every BatchNormalization layer of both towers."""
+        return [layer for layer in self.vision.layers + self.audio.layers
+                if isinstance(layer, keras.layers.BatchNormalization)]
 
     def embed(self, inputs, training=False):
         """L2-normalised features of both towers.

@@ -3,7 +3,8 @@
 Both LVS towers are torchvision ResNet-18 trunks (the vision tower with 3 input channels, the audio tower with 1),
 with layer4's first block at stride 1 so a 224x224 frame gives a 14x14x512 map. Every Keras layer is named after
 the torchvision module path with '.' replaced by '_' (conv1, bn1, layer1_0_conv1, layer2_0_downsample_0, ..., fc),
-so a PyTorch state dict maps onto the Keras layers by name.
+so a PyTorch state dict maps onto the Keras layers by name. Its BatchNormalization runs on TensorFlow's fused kernel
+and keeps PyTorch's running statistics (the running variance follows the unbiased batch variance).
 
 Convert torchvision's ImageNet weights into a Keras weights file for the vision tower:
 
@@ -33,6 +34,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
+from keras import ops
 
 from atomic import atomic_path
 
@@ -58,7 +61,68 @@ BATCH_NORM_PARAMETERS = {
 DENSE_PARAMETERS = {"weight": "kernel", "bias": "bias"}
 
 
-def conv_bn(inputs, filters, kernel_size, stride, padding, conv_name, bn_name):
+@keras.saving.register_keras_serializable(package="lvs")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """torch.nn.BatchNorm2d on TensorFlow's fused kernel (FusedBatchNormV3: one pass forward, one backward).
+
+    Training normalises with the biased batch variance and moves the running variance towards the unbiased one
+    (n / (n - 1) times it), as PyTorch does; Keras' own layer moves it towards the biased one. Stock Keras
+    computes the statistics and the normalisation as separate ops (and in float32 under mixed precision); the
+    fused kernel takes float32, float16 or bfloat16 NHWC inputs as they come. Anything else (other ranks or axes,
+    float64, masks, statistics synchronised across replicas) takes the same arithmetic as separate ops.
+
+    Args:
+        fused: use the fused kernel where it applies (False: always separate ops; bench.py compares them).
+        **kwargs: keras.layers.BatchNormalization arguments.
+    """
+
+    def __init__(self, fused=True, **kwargs):
+        super().__init__(**kwargs)
+        self.fused = bool(fused)
+
+    def get_config(self):
+        return {**super().get_config(), "fused": self.fused}
+
+    def can_fuse(self, inputs, mask):
+        return (self.fused and mask is None and not self.synchronized and len(inputs.shape) == 4
+                and self.axis in (-1, 3, [-1], [3]) and inputs.dtype in (tf.float32, tf.float16, tf.bfloat16))
+
+    def call(self, inputs, training=None, mask=None):
+        training = bool(training) and self.trainable
+        if len(inputs.shape) != 4 or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        if self.can_fuse(inputs, mask):
+            gamma = tf.cast(self.gamma, tf.float32)
+            beta = tf.cast(self.beta, tf.float32)
+            if not training:
+                outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                    inputs, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+                    epsilon=self.epsilon, data_format="NHWC", is_training=False)
+                return outputs
+            # batch_variance is already the unbiased one (TensorFlow applies Bessel's correction for it).
+            outputs, batch_mean, batch_variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+        else:
+            if not training:
+                return super().call(inputs, training=False)
+            float_inputs = tf.cast(inputs, tf.float32) if inputs.dtype in (tf.float16, tf.bfloat16) else inputs
+            batch_mean, variance = ops.moments(float_inputs, axes=(0, 1, 2), synchronized=self.synchronized)
+            outputs = ops.batch_normalization(float_inputs, batch_mean, variance, axis=-1,
+                                              offset=ops.cast(self.beta, float_inputs.dtype),
+                                              scale=ops.cast(self.gamma, float_inputs.dtype), epsilon=self.epsilon)
+            outputs = ops.cast(outputs, inputs.dtype)
+            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), variance.dtype)
+            if self.synchronized and tf.distribute.has_strategy():
+                count *= tf.distribute.get_replica_context().num_replicas_in_sync
+            batch_variance = variance * count / tf.maximum(count - 1, 1)
+        self.moving_mean.assign(self.moving_mean * self.momentum + ops.cast(batch_mean, self.moving_mean.dtype)
+                                * (1 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum
+                                    + ops.cast(batch_variance, self.moving_variance.dtype) * (1 - self.momentum))
+        return outputs
+
+
+def conv_bn(inputs, filters, kernel_size, stride, padding, conv_name, bn_name, stock_layers=False):
     """A bias-free convolution with PyTorch's symmetric zero padding, followed by batch normalisation.
 
     Args:
@@ -69,22 +133,29 @@ def conv_bn(inputs, filters, kernel_size, stride, padding, conv_name, bn_name):
         padding: zero padding added on every side (PyTorch's `padding`).
         conv_name: Keras name of the convolution layer.
         bn_name: Keras name of the batch normalisation layer.
+        stock_layers: see build_resnet18.
 
     Returns:
         B x H' x W' x filters tensor.
     """
     outputs = inputs
-    if padding:
+    keras_padding = "valid"
+    if stride == 1 and 2 * padding == kernel_size - 1 and not stock_layers:
+        # The same symmetric padding inside the convolution: no pad op, and the backward pass does not compute
+        # the gradient of a padded input (bench.py's `_stock` variants measure the gain).
+        keras_padding = "same"
+    elif padding:
+        # Keras' "same" pads more at the end than at the start when the stride is 2; PyTorch pads both alike.
+        # (tf.nn.conv2d's explicit paddings were tried: they leave oneDNN's fast kernels, 1.8x slower training.)
         outputs = keras.layers.ZeroPadding2D(padding, name=f"{conv_name}_pad")(outputs)
     outputs = keras.layers.Conv2D(
-        filters, kernel_size, strides=stride, padding="valid", use_bias=False, name=conv_name
+        filters, kernel_size, strides=stride, padding=keras_padding, use_bias=False, name=conv_name
     )(outputs)
-    return keras.layers.BatchNormalization(
-        epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=bn_name
-    )(outputs)
+    batch_norm = keras.layers.BatchNormalization if stock_layers else BatchNormalization
+    return batch_norm(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=bn_name)(outputs)
 
 
-def basic_block(inputs, filters, stride, name):
+def basic_block(inputs, filters, stride, name, stock_layers=False):
     """torchvision's BasicBlock: conv3x3-bn-relu-conv3x3-bn, plus the identity or a 1x1 conv + BN shortcut, relu.
 
     Args:
@@ -92,16 +163,17 @@ def basic_block(inputs, filters, stride, name):
         filters: output channels.
         stride: stride of the first 3x3 convolution and of the shortcut.
         name: Keras name prefix, the torchvision module path with '_' (e.g. "layer2_0").
+        stock_layers: see build_resnet18.
 
     Returns:
         B x H/stride x W/stride x filters tensor.
     """
-    outputs = conv_bn(inputs, filters, 3, stride, 1, f"{name}_conv1", f"{name}_bn1")
+    outputs = conv_bn(inputs, filters, 3, stride, 1, f"{name}_conv1", f"{name}_bn1", stock_layers)
     outputs = keras.layers.ReLU(name=f"{name}_relu1")(outputs)
-    outputs = conv_bn(outputs, filters, 3, 1, 1, f"{name}_conv2", f"{name}_bn2")
+    outputs = conv_bn(outputs, filters, 3, 1, 1, f"{name}_conv2", f"{name}_bn2", stock_layers)
     if stride != 1 or inputs.shape[-1] != filters:
         shortcut = conv_bn(
-            inputs, filters, 1, stride, 0, f"{name}_downsample_0", f"{name}_downsample_1"
+            inputs, filters, 1, stride, 0, f"{name}_downsample_0", f"{name}_downsample_1", stock_layers
         )
     else:
         shortcut = inputs
@@ -110,7 +182,7 @@ def basic_block(inputs, filters, stride, name):
 
 
 def build_resnet18(
-    input_channels=3, layer4_stride=1, include_top=False, name="resnet18", input_shape=(None, None)
+    input_channels=3, layer4_stride=1, include_top=False, name="resnet18", input_shape=(None, None), stock_layers=False
 ):
     """Builds a channels-last ResNet-18 with torchvision's layout and layer names.
 
@@ -120,6 +192,8 @@ def build_resnet18(
         include_top: add global average pooling and the 1000-way Dense layer "fc".
         name: Keras model name.
         input_shape: (height, width) of the input; None accepts any size.
+        stock_layers: build it as stock Keras layers would (a ZeroPadding2D before every padded convolution,
+            keras.layers.BatchNormalization): the same function, slower; bench.py measures the difference.
 
     Returns:
         A functional keras.Model mapping B x H x W x input_channels to B x H/16 x W/16 x 512 (layer4_stride 1),
@@ -130,7 +204,7 @@ def build_resnet18(
     if input_channels < 1:
         raise ValueError(f"input_channels must be positive, got {input_channels}")
     inputs = keras.Input(shape=(*input_shape, input_channels), name="input")
-    outputs = conv_bn(inputs, 64, 7, 2, 3, "conv1", "bn1")
+    outputs = conv_bn(inputs, 64, 7, 2, 3, "conv1", "bn1", stock_layers)
     outputs = keras.layers.ReLU(name="relu")(outputs)
     # Zero padding equals PyTorch's -inf padding here because the max-pool input is >= 0 after the ReLU.
     outputs = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(outputs)
@@ -139,7 +213,7 @@ def build_resnet18(
         stride = layer4_stride if stage_stride is None else stage_stride
         for block_index in range(BLOCKS_PER_STAGE):
             outputs = basic_block(
-                outputs, filters, stride if block_index == 0 else 1, f"{stage_name}_{block_index}"
+                outputs, filters, stride if block_index == 0 else 1, f"{stage_name}_{block_index}", stock_layers
             )
     if include_top:
         outputs = keras.layers.GlobalAveragePooling2D(name="avgpool")(outputs)

@@ -97,9 +97,10 @@ def test_option_rows_compare_variants_that_differ_by_one_option():
 
     results = [result("train", "keras", "fp32", 10.0), result("train", "keras", "fp32_xla", 15.0),
                result("inference", "keras", "fp32", 40.0), result("inference", "keras", "fp32_xla", 20.0),
-               result("train", "torch", "nchw", 8.0)]
+               result("train", "keras", "fp32_keras_bn", 8.0), result("train", "torch", "nchw", 8.0)]
     rows = bench.option_rows(results)
-    assert rows == [["demo", "XLA (jit_compile=True), float32", "fp32_xla vs fp32", "1.50x", "0.50x"]]
+    assert rows == [["demo", "fused BatchNorm kernel, float32", "fp32 vs fp32_keras_bn", "1.25x", "n/a"],
+                    ["demo", "XLA (jit_compile=True), float32", "fp32_xla vs fp32", "1.50x", "0.50x"]]
     assert bench.best(results, kind="train", framework="keras")["variant"] == "fp32_xla"
 
 
@@ -111,6 +112,8 @@ def test_summary_compares_fastest_and_matched_precisions():
                result("train", "torch", "nchw", 2.0), result("train", "torch", "channels_last_bf16", 4.0)]
     pipelines = [{"shape": "paper", "samples_per_second": 12.0}]
     text = "\n".join(bench.summary_lines(results, pipelines))
+    assert "the target: ours as run without flags (`fp32`) / the PyTorch reference (`nchw` float32, the official " \
+           "layout): 1.00x, target >= 1.2x: NOT met" in text
     assert "fastest of each (`bf16` vs `channels_last_bf16`): 0.75x, target >= 1.2x: NOT met" in text
     assert "official layout (`nchw` float32): 1.50x, target >= 1.2x: met" in text
     assert "float32 only (`fp32` vs `nchw`): 1.00x" in text

@@ -68,6 +68,26 @@ def test_keras_round_trip_keeps_outputs_settings_and_optimizer(tmp_path):
     assert int(loaded.optimizer.iterations) == 1
 
 
+def test_a_model_trained_in_mixed_precision_loads_in_float32(tmp_path):
+    """The precision of training does not travel in the checkpoint: predict.py and evaluate.py compute in float32."""
+    keras = tf.keras
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        tf.keras.utils.set_random_seed(2)
+        trained = build_model(image_weights="none", image_size=64, sample_rate=8000, audio_seconds=0.65)
+        assert trained.vision.get_layer("conv1").compute_dtype == "bfloat16"
+        trained.save(tmp_path / "mixed.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    loaded = load_checkpoint(str(tmp_path / "mixed.keras"))
+    assert loaded.dtype_policy.name == "float32"
+    assert {layer.dtype_policy.name for layer in loaded.vision.layers + loaded.audio.layers} == {"float32"}
+    reference = LVSModel(image_size=64, sample_rate=8000, audio_seconds=0.65)
+    reference.set_weights(loaded.get_weights())
+    batch = inputs(image_size=64)
+    np.testing.assert_array_equal(loaded(batch)["similarity"].numpy(), reference(batch)["similarity"].numpy())
+
+
 def test_bad_checkpoints_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         load_checkpoint(str(tmp_path / "missing.keras"))

@@ -118,6 +118,104 @@ def test_random_torchvision_resnet18_matches_classifier_and_stride1_map():
     assert max_abs_difference(keras_map, torch_map) <= TOLERANCE
 
 
+@pytest.mark.parametrize("fused,dtype,tolerance", [(True, "float32", 1e-5), (False, "float32", 1e-5),
+                                                    (True, "float64", 1e-12)])
+def test_batch_norm_equals_torch_batch_norm_2d_in_training_and_eval(fused, dtype, tolerance):
+    """Outputs, gradients and running statistics of two training steps, then eval, as torch.nn.BatchNorm2d.
+
+    float64 has no fused kernel, so that case checks the fallback of separate ops (as synchronised BN uses).
+    """
+    import tensorflow as tf
+
+    generator = np.random.default_rng(0)
+    torch_layer = torch.nn.BatchNorm2d(3, eps=1e-5, momentum=0.1).to(getattr(torch, dtype))
+    keras_layer = resnet18.BatchNormalization(fused=fused, epsilon=resnet18.BATCH_NORM_EPSILON,
+                                              momentum=resnet18.BATCH_NORM_MOMENTUM, dtype=dtype)
+    keras_layer.build((None, 5, 6, 3))
+    gamma, beta = np.array([1.5, 0.5, -1.0]), np.array([0.1, 0.2, 0.3])
+    torch_layer.weight.data, torch_layer.bias.data = torch.tensor(gamma).to(torch_layer.weight), torch.tensor(beta).to(
+        torch_layer.bias)
+    keras_layer.gamma.assign(gamma)
+    keras_layer.beta.assign(beta)
+    for step in range(2):
+        inputs = (generator.normal(size=(4, 5, 6, 3)) * (2 + step) + 1).astype(dtype)  # B x H x W x C
+        upstream = generator.normal(size=inputs.shape).astype(dtype)
+        torch_inputs = torch.tensor(inputs.transpose(0, 3, 1, 2), requires_grad=True)  # -> B x C x H x W
+        torch_layer.zero_grad()
+        torch_outputs = torch_layer(torch_inputs)
+        (torch_outputs * torch.tensor(upstream.transpose(0, 3, 1, 2))).sum().backward()
+        keras_inputs = tf.constant(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(keras_inputs)
+            keras_outputs = keras_layer(keras_inputs, training=True)
+            total = tf.reduce_sum(keras_outputs * upstream)
+        input_gradient, gamma_gradient, beta_gradient = tape.gradient(
+            total, [keras_inputs, keras_layer.gamma, keras_layer.beta])
+        assert keras_outputs.dtype == dtype
+        np.testing.assert_allclose(keras_outputs.numpy(), torch_outputs.detach().numpy().transpose(0, 2, 3, 1),
+                                   atol=tolerance, rtol=0)
+        np.testing.assert_allclose(input_gradient.numpy(), torch_inputs.grad.numpy().transpose(0, 2, 3, 1),
+                                   atol=tolerance, rtol=0)
+        np.testing.assert_allclose(gamma_gradient.numpy(), torch_layer.weight.grad.numpy(), atol=10 * tolerance, rtol=0)
+        np.testing.assert_allclose(beta_gradient.numpy(), torch_layer.bias.grad.numpy(), atol=10 * tolerance, rtol=0)
+        # the running variance moves towards the unbiased batch variance (n / (n - 1) times the biased one)
+        np.testing.assert_allclose(keras_layer.moving_mean.numpy(), torch_layer.running_mean.numpy(), atol=tolerance)
+        np.testing.assert_allclose(keras_layer.moving_variance.numpy(), torch_layer.running_var.numpy(), atol=tolerance)
+    biased = 0.9 + 0.1 * inputs.reshape(-1, 3).var(axis=0)  # what a biased update would give after one step
+    assert np.abs(keras_layer.moving_variance.numpy() - biased).max() > 0.1  # the check above can tell them apart
+    torch_layer.eval()
+    with torch.no_grad():
+        expected = torch_layer(torch.tensor(inputs.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(keras_layer(inputs, training=False).numpy(), expected, atol=tolerance, rtol=0)
+
+
+def test_trunk_in_training_mode_equals_torchvision_in_train_mode():
+    """One training-mode forward and backward of the whole trunk (batch statistics) against torchvision's."""
+    import tensorflow as tf
+
+    torch_model = random_torchvision_resnet18(seed=3, layer4_stride=1).train()
+    trunk = resnet18.build_resnet18(3, layer4_stride=1)
+    resnet18.load_torch_state_dict(trunk, torch_model.state_dict())
+    inputs = torch.randn(4, 3, 64, 48, generator=torch.Generator().manual_seed(4))
+    projection = torch.randn(4, 512, 4, 3, generator=torch.Generator().manual_seed(5))
+    torch_map = torch.nn.Sequential(*list(torch_model.children())[:-2])(inputs)  # all but avgpool and fc
+    (torch_map * projection).sum().backward()
+    keras_inputs = tf.constant(inputs.numpy().transpose(0, 2, 3, 1))  # B x C x H x W -> B x H x W x C
+    with tf.GradientTape() as tape:
+        keras_map = trunk(keras_inputs, training=True)  # B x 4 x 3 x 512
+        total = tf.reduce_sum(keras_map * projection.numpy().transpose(0, 2, 3, 1))
+    conv1_gradient = tape.gradient(total, trunk.get_layer("conv1").kernel)
+    assert max_abs_difference(keras_map.numpy().transpose(0, 3, 1, 2), torch_map.detach()) <= TOLERANCE
+    expected_gradient = torch_model.conv1.weight.grad.numpy().transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    scale = np.abs(expected_gradient).max()
+    assert np.abs(conv1_gradient.numpy() - expected_gradient).max() <= 1e-3 * scale
+    for name, module in (("bn1", torch_model.bn1), ("layer4_1_bn2", torch_model.layer4[1].bn2)):
+        layer = trunk.get_layer(name)
+        np.testing.assert_allclose(layer.moving_mean.numpy(), module.running_mean.numpy(), atol=TOLERANCE)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), module.running_var.numpy(), atol=TOLERANCE,
+                                   rtol=1e-5)
+
+
+def test_stock_keras_layers_compute_the_same_trunk():
+    """bench.py's `_stock` towers (ZeroPadding2D layers, keras.layers.BatchNormalization) equal ours: same function."""
+    import tensorflow as tf
+
+    torch_model = random_torchvision_resnet18(seed=6, layer4_stride=1)
+    ours = resnet18.build_resnet18(1, layer4_stride=1)
+    stock = resnet18.build_resnet18(1, layer4_stride=1, stock_layers=True)
+    assert sum(isinstance(layer, keras.layers.ZeroPadding2D) for layer in stock.layers) == 18  # every padded conv + maxpool
+    assert sum(isinstance(layer, keras.layers.ZeroPadding2D) for layer in ours.layers) == 4  # the stride-2 ones
+    assert not any(isinstance(layer, resnet18.BatchNormalization) for layer in stock.layers)
+    state_dict = torch_model.state_dict()
+    state_dict["conv1.weight"] = state_dict["conv1.weight"][:, :1]
+    for trunk in (ours, stock):
+        resnet18.load_torch_state_dict(trunk, state_dict)
+    spectrograms = tf.random.stateless_normal((2, 65, 37, 1), seed=(0, 1))  # odd sizes: asymmetric padding shows
+    for training in (False, True):
+        np.testing.assert_allclose(ours(spectrograms, training=training).numpy(),
+                                   stock(spectrograms, training=training).numpy(), atol=TOLERANCE, rtol=0)
+
+
 def test_trunk_accepts_any_input_size():
     trunk = resnet18.build_resnet18(1, layer4_stride=1)
     assert trunk.input_shape == (None, None, None, 1)
