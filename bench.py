@@ -70,9 +70,10 @@ SHAPES = {
 }
 # Our train step: the Keras dtype policy, model.compile(jit_compile=...) and the towers' layers. fp32 is exactly
 # train.py's default (jit_compile="auto", which Keras resolves to False on a machine without an accelerator;
-# resnet18.BatchNormalization on TensorFlow's fused kernel; stride-1 convolutions padded inside the op).
+# resnet18.BatchNormalization on TensorFlow's fused kernel; resnet18.Conv2D, stride-1 convolutions padded inside
+# the op and kernel taps that only read padding skipped).
 # _keras_bn computes BatchNorm as separate ops, as keras.layers.BatchNormalization does; _stock builds the towers
-# from stock Keras layers (that BatchNorm, and a ZeroPadding2D layer before every padded convolution).
+# from stock Keras layers (that BatchNorm, keras.layers.Conv2D after a ZeroPadding2D layer wherever it pads).
 KERAS_VARIANTS = {
     "fp32": {"policy": "float32", "jit_compile": "auto", "fused_batch_norm": True, "stock_layers": False},
     "fp32_keras_bn": {"policy": "float32", "jit_compile": "auto", "fused_batch_norm": False, "stock_layers": False},
@@ -329,7 +330,7 @@ def build_keras_model(shape, variant, seed=0):
 def batch_norm_text(options):
     """How a Keras variant builds its towers, for the settings column."""
     if options["stock_layers"]:
-        return "stock Keras layers (ZeroPadding2D layers, BatchNorm as separate ops)"
+        return "stock Keras layers (ZeroPadding2D layers, Conv2D, BatchNorm as separate ops)"
     return "fused BatchNorm" if options["fused_batch_norm"] else "BatchNorm as separate ops"
 
 
@@ -761,7 +762,8 @@ def option_rows(results):
     """What each option gained or lost: ratios of samples/s between variants that differ by that option only."""
     comparisons = [
         ("our tower layers instead of stock Keras layers, float32", "keras", "fp32", "fp32_stock"),
-        ("padding inside the stride-1 convolutions, float32", "keras", "fp32_keras_bn", "fp32_stock"),
+        ("our convolutions (stride-1 padding inside the op, padding-only taps skipped), float32", "keras",
+         "fp32_keras_bn", "fp32_stock"),
         ("fused BatchNorm kernel, float32", "keras", "fp32", "fp32_keras_bn"),
         ("fused BatchNorm kernel, mixed_bfloat16", "keras", "bf16", "bf16_keras_bn"),
         ("XLA (jit_compile=True), float32", "keras", "fp32_xla", "fp32"),
@@ -890,9 +892,10 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "default (float32 policy, jit_compile='auto', resnet18.BatchNormalization on TensorFlow's fused kernel), "
         "`fp32_xla` = jit_compile=True, `bf16` / `bf16_xla` = the `mixed_bfloat16` global policy (loss and L2 "
         "normalisation stay float32), `_keras_bn` = BatchNorm computed as separate ops like stock "
-        "keras.layers.BatchNormalization, `fp32_stock` = towers built from stock Keras layers (that BatchNorm and a "
-        "ZeroPadding2D layer before every padded convolution: what the towers were before resnet18.py's own "
-        "layers).",
+        "keras.layers.BatchNormalization, `fp32_stock` = towers built from stock Keras layers (that BatchNorm, and "
+        "keras.layers.Conv2D after a ZeroPadding2D layer wherever it pads: what the towers were before resnet18.py's "
+        "own layers; resnet18.Conv2D pads stride-1 convolutions inside the op and skips the kernel taps that can only "
+        "read padding, which maps one pixel wide have: the demo's audio tower in layer3 and layer4).",
         "- PyTorch: `torch_reference.TorchLVS` (torchvision ResNet-18 trunks, layer4 stride 1, max-pooled audio) "
         "and `torch_lvs_loss` (float32), `torch.optim.Adam(1e-4)`. Variants: `nchw` = the official layout, "
         "`channels_last` = network and inputs in torch.channels_last, `_bf16` = towers under "

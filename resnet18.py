@@ -122,6 +122,27 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return outputs
 
 
+@keras.saving.register_keras_serializable(package="lvs")
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D that skips the kernel taps which can only read zero padding.
+
+    With "same" padding at stride 1, a map one pixel wide (or high) meets only the kernel's centre column (row):
+    the other taps multiply zero padding, and their gradients are exactly zero. Short clips give such maps in the
+    audio tower (0.5 s at 8 kHz: 257 x 15 -> 17 x 1 in layer3 and layer4). The output is the same; the work is a
+    third. Needs the map's size in the static shape; otherwise the whole kernel is used.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.padding != "same" or tuple(self.strides) != (1, 1) or tuple(self.dilation_rate) != (1, 1):
+            return super().convolution_op(inputs, kernel)
+        kernel_height, kernel_width = self.kernel_size
+        if inputs.shape[2] == 1 and kernel_width % 2:
+            kernel = kernel[:, kernel_width // 2:kernel_width // 2 + 1]  # kh x kw x in x out -> kh x 1 x in x out
+        if inputs.shape[1] == 1 and kernel_height % 2:
+            kernel = kernel[kernel_height // 2:kernel_height // 2 + 1]  # kh x kw' x in x out -> 1 x kw' x in x out
+        return ops.conv(inputs, kernel, strides=1, padding="same")
+
+
 def conv_bn(inputs, filters, kernel_size, stride, padding, conv_name, bn_name, stock_layers=False):
     """A bias-free convolution with PyTorch's symmetric zero padding, followed by batch normalisation.
 
@@ -148,9 +169,9 @@ def conv_bn(inputs, filters, kernel_size, stride, padding, conv_name, bn_name, s
         # Keras' "same" pads more at the end than at the start when the stride is 2; PyTorch pads both alike.
         # (tf.nn.conv2d's explicit paddings were tried: they leave oneDNN's fast kernels, 1.8x slower training.)
         outputs = keras.layers.ZeroPadding2D(padding, name=f"{conv_name}_pad")(outputs)
-    outputs = keras.layers.Conv2D(
-        filters, kernel_size, strides=stride, padding=keras_padding, use_bias=False, name=conv_name
-    )(outputs)
+    convolution = keras.layers.Conv2D if stock_layers else Conv2D
+    outputs = convolution(filters, kernel_size, strides=stride, padding=keras_padding, use_bias=False, name=conv_name)(
+        outputs)
     batch_norm = keras.layers.BatchNormalization if stock_layers else BatchNormalization
     return batch_norm(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=bn_name)(outputs)
 
@@ -193,7 +214,8 @@ def build_resnet18(
         name: Keras model name.
         input_shape: (height, width) of the input; None accepts any size.
         stock_layers: build it as stock Keras layers would (a ZeroPadding2D before every padded convolution,
-            keras.layers.BatchNormalization): the same function, slower; bench.py measures the difference.
+            keras.layers.Conv2D and keras.layers.BatchNormalization): the same function, slower; bench.py measures
+            the difference.
 
     Returns:
         A functional keras.Model mapping B x H x W x input_channels to B x H/16 x W/16 x 512 (layer4_stride 1),

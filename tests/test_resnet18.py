@@ -196,8 +196,13 @@ def test_trunk_in_training_mode_equals_torchvision_in_train_mode():
                                    rtol=1e-5)
 
 
-def test_stock_keras_layers_compute_the_same_trunk():
-    """bench.py's `_stock` towers (ZeroPadding2D layers, keras.layers.BatchNormalization) equal ours: same function."""
+@pytest.mark.parametrize("width", [37, 9])
+def test_stock_keras_layers_compute_the_same_trunk(width):
+    """bench.py's `_stock` towers (ZeroPadding2D layers, keras.layers.BatchNormalization) equal ours: same function.
+
+    Width 9 makes layer3 and layer4 one pixel wide, where resnet18.Conv2D drops the kernel columns that only read
+    padding: the outputs and the gradients of every kernel (zero in those columns) must still be the stock ones.
+    """
     import tensorflow as tf
 
     torch_model = random_torchvision_resnet18(seed=6, layer4_stride=1)
@@ -205,15 +210,29 @@ def test_stock_keras_layers_compute_the_same_trunk():
     stock = resnet18.build_resnet18(1, layer4_stride=1, stock_layers=True)
     assert sum(isinstance(layer, keras.layers.ZeroPadding2D) for layer in stock.layers) == 18  # every padded conv + maxpool
     assert sum(isinstance(layer, keras.layers.ZeroPadding2D) for layer in ours.layers) == 4  # the stride-2 ones
-    assert not any(isinstance(layer, resnet18.BatchNormalization) for layer in stock.layers)
+    assert not any(isinstance(layer, (resnet18.BatchNormalization, resnet18.Conv2D)) for layer in stock.layers)
     state_dict = torch_model.state_dict()
     state_dict["conv1.weight"] = state_dict["conv1.weight"][:, :1]
     for trunk in (ours, stock):
         resnet18.load_torch_state_dict(trunk, state_dict)
-    spectrograms = tf.random.stateless_normal((2, 65, 37, 1), seed=(0, 1))  # odd sizes: asymmetric padding shows
-    for training in (False, True):
-        np.testing.assert_allclose(ours(spectrograms, training=training).numpy(),
-                                   stock(spectrograms, training=training).numpy(), atol=TOLERANCE, rtol=0)
+    spectrograms = tf.random.stateless_normal((2, 65, width, 1), seed=(0, 1))  # odd sizes: asymmetric padding shows
+    np.testing.assert_allclose(ours(spectrograms, training=False).numpy(),
+                               stock(spectrograms, training=False).numpy(), atol=TOLERANCE, rtol=0)
+    gradients = []
+    for trunk in (ours, stock):
+        with tf.GradientTape() as tape:
+            outputs = trunk(spectrograms, training=True)  # 2 x h x w x 512
+            total = tf.reduce_sum(outputs * tf.random.stateless_normal(outputs.shape, seed=(2, 3)))
+        kernels = [layer.kernel for layer in trunk.layers if isinstance(layer, keras.layers.Conv2D)]
+        gradients.append((outputs.numpy(), tape.gradient(total, kernels)))
+    assert gradients[0][0].shape[2] == (1 if width == 9 else 3)
+    np.testing.assert_allclose(gradients[0][0], gradients[1][0], atol=TOLERANCE, rtol=0)
+    for ours_gradient, stock_gradient in zip(gradients[0][1], gradients[1][1]):
+        scale = max(float(np.abs(stock_gradient.numpy()).max()), 1e-6)
+        assert np.abs(ours_gradient.numpy() - stock_gradient.numpy()).max() <= 1e-4 * scale
+    if width == 9:
+        layer4_gradient = gradients[0][1][-1].numpy()  # layer4_1_conv2 at width 1: 3 x 3 x 512 x 512
+        assert np.all(layer4_gradient[:, [0, 2]] == 0) and np.abs(layer4_gradient[:, 1]).max() > 0
 
 
 def test_trunk_accepts_any_input_size():
