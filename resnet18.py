@@ -540,7 +540,6 @@ def main():
         output = arguments.output or os.path.splitext(arguments.lvs_checkpoint.removesuffix(".tar"))[0] + ".keras"
         if not output.endswith(".keras"):
             parser.error(f"--output must end with .keras with --lvs_checkpoint, got {output}")
-        from atomic import atomic_path
         from model import convert_official_checkpoint  # model.py builds on this module
 
         try:
