@@ -18,8 +18,8 @@ official utils.testset_gt builds them:
 
 Usage:
     from annotations import load_annotations, ground_truth_map, read_test_list
-    annotations = load_annotations("../shared/metadata/vggss.json")     # or a folder of Flickr XML files
-    names = read_test_list("../shared/metadata/vggss_test.csv")
+    annotations = load_annotations("data/metadata/vggss.json")     # or a folder of Flickr XML files
+    names = read_test_list("data/metadata/vggss_test.csv")
     ground_truth = ground_truth_map(annotations[names[0]])             # 224 x 224 float64
 """
 

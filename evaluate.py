@@ -22,9 +22,9 @@ Usage:
         --annotations data/demo/test_annotations.json --out_dir runs/demo/evaluation --figures 6
     python evaluate.py --baseline centre --data_dir data/demo/test \
         --annotations data/demo/test_annotations.json --out_dir runs/demo/evaluation_centre
-    python evaluate.py --checkpoint lvs_vggss.pth.tar --data_dir data/vggss --annotations ../shared/metadata/vggss.json
+    python evaluate.py --checkpoint lvs_vggss.pth.tar --data_dir data/vggss --annotations data/metadata/vggss.json
     python evaluate.py --checkpoint lvs_flickr.pth.tar --data_dir data/flickr --annotations data/flickr/Annotations \
-        --test_list ../shared/metadata/flickr_test.csv
+        --test_list data/metadata/flickr_test.csv
 """
 
 import argparse

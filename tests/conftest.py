@@ -1,4 +1,4 @@
-"""pytest setup: the project's root on sys.path, quiet TensorFlow, the shared metadata folder as a fixture."""
+"""pytest setup: the project's root on sys.path, quiet TensorFlow, the shipped metadata folder (data/metadata) as a fixture."""
 
 import os
 import sys
@@ -14,12 +14,12 @@ import torchvision  # noqa: E402,F401
 
 import pytest  # noqa: E402
 
-METADATA = PROJECT.parent / "shared" / "metadata"
+METADATA = PROJECT / "data" / "metadata"
 
 
 @pytest.fixture
 def metadata_dir():
-    """../shared/metadata beside the project (real VGG-SS / Flickr lists, official checkpoint layout)."""
+    """data/metadata in the project (real VGG-SS / Flickr lists, official checkpoint layout)."""
     if not METADATA.is_dir():
-        raise FileNotFoundError(f"shared metadata not found at {METADATA}")
+        raise FileNotFoundError(f"metadata not found at {METADATA}")
     return METADATA

@@ -17,7 +17,7 @@ import scipy.io.wavfile
 import annotations
 
 ROOT = Path(__file__).resolve().parents[1]
-METADATA = Path(__file__).resolve().parents[2] / "shared" / "metadata"
+METADATA = Path(__file__).resolve().parents[1] / "data" / "metadata"
 DEMO = ROOT / "data" / "demo"
 RULE_ITEMS = 200
 

@@ -23,7 +23,7 @@ import resnet18  # noqa: E402
 from torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-METADATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "metadata"
+METADATA_DIR = Path(__file__).resolve().parents[1] / "data" / "metadata"
 TOLERANCE = 1e-4
 
 
