@@ -1,18 +1,27 @@
-"""Build the VGG-SS frame/wav pairs: fetch 10 s sections with yt-dlp, cut the frame and the audio with ffmpeg.
+"""Build VGGSound / VGG-SS frame/wav pairs: fetch 10 s sections with yt-dlp, cut a frame and the audio with ffmpeg.
 
-For every item of vggss.json (name = 11-character YouTube id + '_' + start second), the 10 s section that starts
-at the start second is downloaded (only that section: yt-dlp download ranges, cut at exact times), then ffmpeg
-writes into --out_dir
-    NAME.wav  mono 16-bit PCM at --sample_rate, --audio_seconds long, centred on the middle of the section
-    NAME.jpg  the frame at the middle of the section (start + 5 s), at the resolution of the video
+For every item of a list (name = 11-character YouTube id + '_' + start second) -- the VGG-SS test set (--json, the
+shipped data/metadata/vggss.json by default) or a training list (--train_list: the shipped vggss_144k.txt,
+vggss_10k.txt, vggss_heard.txt, vggss_144k_fnac.txt, or VGGSound's own vggsound.csv) -- the 10 s section that
+starts at the start second is downloaded (only that section: yt-dlp download sections, cut at exact times), then
+clip_cutting.py writes into --out_dir
+    NAME.wav  mono 16-bit PCM at --sample_rate (16000, VGG-SS's rate; "native" keeps the clip's), --audio_seconds
+              long, centred on the middle of the section
+    NAME.jpg  the frame at the middle of the section (start + 5 s), squashed to --frame_size x --frame_size
+              (512; --keep_aspect keeps the video's shape)
 which is the layout train.py, predict.py and evaluate.py read (preprocessing.find_pairs).
 
 Run:
-    python vggss_dl.py --out_dir data/vggss                       # fetches vggss.json, downloads every item
-    python vggss_dl.py --json vggss.json --out_dir data/vggss --workers 4 --sleep 2
-    python vggss_dl.py --json vggss.json --out_dir data/vggss --classes "dog barking" "elk bugling" --limit 50 --dry_run
-    python vggss_dl.py --json vggss.json --out_dir data/vggss --retry_failed rate_limited timeout
-    python vggss_dl.py --json vggss.json --out_dir data/vggss --from_videos /data/VGGSound/video
+    python vggss_dl.py --out_dir data/vggss --audio_seconds 10                  # VGG-SS, the 5,158 test items
+    python vggss_dl.py --train_list data/metadata/vggss_144k.txt --out_dir data/vggsound144k --audio_seconds 10
+    python vggss_dl.py --train_list vggsound.csv --split train --out_dir data/vggsound --dry_run
+    python vggss_dl.py --out_dir data/vggss --classes "dog barking" "elk bugling" --limit 50 --dry_run
+    python vggss_dl.py --out_dir data/vggss --retry_failed rate_limited timeout
+    python vggss_dl.py --out_dir data/vggss --from_videos /data/VGGSound/video
+
+Test items stay out of training sets: a --train_list is built without the items of the shipped test lists
+(VGG-SS and the heard/unheard tests; held_out.py). The run prints how many were left out and writes their names to
+OUT_DIR/excluded_test_items.txt; --allow_test_overlap keeps them (the lists as published).
 
 Long runs: a rerun skips finished pairs and redoes unfinished ones. Each file is written under a temporary name and
 renamed (the wav first, the jpg last), and a pair counts as finished only when both files exist, so a killed run
@@ -20,7 +29,9 @@ never leaves a frame without its wav or a truncated file; stale temporary files 
 fail (about a fifth of the videos are gone) are listed in OUT_DIR/failures.csv with a reason (unavailable, private,
 removed, http_404, timeout, rate_limited, ffmpeg, ...) and are tried again only with --retry_failed. Transient
 errors (rate limiting, timeouts, network, HTTP 403/5xx) are retried with exponential backoff first; rate limiting
-pauses every worker. The end prints a summary and writes OUT_DIR/manifest.csv, the finished pairs of the list.
+pauses every worker. An item that takes longer than --item_timeout (a server that trickles) fails with reason
+timeout. yt-dlp and ffmpeg run as child processes that are killed with the run, even by kill -9
+(child_processes.py). The end prints a summary and writes OUT_DIR/manifest.csv, the finished pairs of the list.
 
 --from_videos DIR cuts the same pairs from clips already on disk, named like the VGGSound archives:
 ID_START.mp4 or ID_000START.mp4 (any folder depth, also .mkv/.webm/.avi/.mov/.m4v). Assumption: such a clip is the
@@ -37,8 +48,8 @@ import csv
 import datetime
 import difflib
 import errno
-import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -46,24 +57,26 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter, namedtuple
 
 from tqdm import tqdm
+
+import held_out
+from child_processes import ChildStopped, OrphanWatcher, run_child
+from clip_cutting import (DEFAULT_FRAME_SIZE, NATIVE, SECTION_SECONDS, TEMP_SUFFIX, Deadline, PairError, cut_pair,
+                          pair_paths)
 
 try:
     import fcntl
 except ImportError:  # not on Windows: the single-run lock is skipped there
     fcntl = None
 
-# The annotation list as the authors publish it in their repository (metadata/vggss.json).
-VGGSS_JSON_URL = "https://raw.githubusercontent.com/hche11/Localizing-Visual-Sounds-the-Hard-Way/main/metadata/vggss.json"
+DEFAULT_JSON = os.path.join(held_out.METADATA_DIR, "vggss.json")  # hche11/Localizing-Visual-Sounds-the-Hard-Way
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
 # mp4 (H.264 + AAC) first: the section is re-encoded to cut at exact times, and VP9 re-encoding is slow.
 DEFAULT_FORMAT = "bv*[ext=mp4]+ba[ext=m4a]/b[ext=mp4]/bv*+ba/b"
-SECTION_SECONDS = 10.0
-FULL_VIDEO_SECONDS = 11.0  # a local clip longer than this is a full video, cut from START
-SHORT_AUDIO_TOLERANCE = 0.5  # seconds of audio that may be missing at the end (padded with silence)
+DEFAULT_ITEM_TIMEOUT = 300.0  # seconds per item: a 10 s section takes seconds to a minute on a normal line
+LOCK_WAIT_SECONDS = 15.0  # a killed run's watcher holds the lock until its children are gone
 YOUTUBE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}")
 NAME_PATTERN = re.compile(r"([A-Za-z0-9_-]{11})_(\d{1,9})")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -72,7 +85,7 @@ MANIFEST_CSV = "manifest.csv"
 LOCK_FILE = ".vggss_dl.lock"
 WORK_DIR = ".vggss_dl_work"  # per-item download folders, removed on start
 VIDEO_DIR = "videos"  # --keep_video keeps the sections here as NAME.EXT
-TEMP_SUFFIX = ".vggss_tmp"  # temporary names: .NAME.wav.vggss_tmp, .NAME.jpg.vggss_tmp, *.csv.vggss_tmp
+EXCLUDED_TXT = "excluded_test_items.txt"
 FAILURE_FIELDS = ("name", "reason", "message", "time")
 MANIFEST_FIELDS = ("name", "class", "start_seconds", "image", "audio")
 TRANSIENT_REASONS = {"rate_limited", "bot_check", "timeout", "network", "http_403", "http_500", "http_502",
@@ -97,16 +110,6 @@ REASON_PATTERNS = (
 )
 
 Item = namedtuple("Item", ["name", "video_id", "start_seconds", "class_name"])
-
-
-class PairError(Exception):
-    """One item could not be turned into a pair; `reason` is the short word written to failures.csv."""
-
-    def __init__(self, reason, message):
-        super().__init__(message)
-        self.reason = reason
-        self.transient = reason in TRANSIENT_REASONS
-        self.fatal = reason == "disk_full"
 
 
 def parse_item_name(name):
@@ -169,33 +172,6 @@ def load_items(json_path):
     return items
 
 
-def fetch_item_list(destination, url=VGGSS_JSON_URL, timeout=60.0):
-    """Download the VGG-SS list to `destination` (atomically) unless it is already there.
-
-    Args:
-        destination: path of the local vggss.json.
-        url: where to fetch it from.
-        timeout: seconds before giving up on the connection.
-
-    Returns:
-        destination.
-
-    Raises:
-        ValueError: the download failed or did not give a JSON list.
-    """
-    if os.path.isfile(destination):
-        return destination
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            payload = response.read()
-        if not isinstance(json.loads(payload), list):
-            raise ValueError("not a JSON list")
-    except (OSError, ValueError) as error:
-        raise ValueError(f"could not fetch the VGG-SS list from {url} ({error}); download it and pass --json")
-    write_bytes_atomically(destination, payload)
-    return destination
-
-
 def read_id_file(path):
     """Read the names or bare YouTube ids listed in a text/CSV file (first comma-separated field of each line).
 
@@ -230,6 +206,74 @@ def read_id_file(path):
                 continue
             raise ValueError(f"{path} line {number}: {entry!r} is neither a VGG-SS name nor a YouTube id") from None
     return keys
+
+
+def load_train_list(path, split="train"):
+    """Read a training list: ID_START names, one a line, or VGGSound's own csv (ID,start,label,split rows).
+
+    Args:
+        path: a .txt list such as data/metadata/vggss_144k.txt (a first line that is not a name is taken as a
+            header), or vggsound.csv (no header in the official file; labels with commas are quoted).
+        split: the rows of the csv to keep ("train" or "test"); ignored for a list of names.
+
+    Returns:
+        A list of Item in file order, duplicates dropped (the class is the csv's label, empty for a list of names).
+
+    Raises:
+        ValueError: unreadable or non-UTF-8 file, a Flickr-SoundNet list, or a malformed entry (the message names
+            the file and the line).
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except (OSError, csv.Error) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    rows = [(number, [field.strip() for field in row]) for number, row in enumerate(rows, start=1)
+            if row and row[0].strip() and not row[0].strip().startswith("#")]
+    is_vggsound_csv = any(len(row) >= 4 and row[1].isdigit() for _, row in rows[:2])
+    items, seen = [], set()
+    for index, (number, row) in enumerate(rows):
+        try:
+            if is_vggsound_csv:
+                if len(row) < 4 or not row[1].isdigit() or not YOUTUBE_ID_PATTERN.fullmatch(row[0]):
+                    raise ValueError(f"{','.join(row)!r} is not an ID,start,label,split row")
+                if row[3] != split:
+                    continue
+                video_id, start_seconds, class_name = row[0], int(row[1]), row[2]
+            else:
+                if row[0].isdigit() and len(row[0]) != 11:
+                    raise ValueError(f"{row[0]!r} is a Flickr-SoundNet id: vggss_dl.py builds VGGSound sets from "
+                                     "YouTube (python held_out.py FILE counts a Flickr list's test items)")
+                video_id, start_seconds = parse_item_name(row[0])
+                class_name = ""
+        except ValueError as error:
+            if index == 0 and not is_vggsound_csv and NAME_PATTERN.search(row[0]) is None:
+                continue  # a header line
+            raise ValueError(f"{path} line {number}: {error}") from None
+        name = canonical_name(video_id, start_seconds)
+        if name not in seen:
+            seen.add(name)
+            items.append(Item(name, video_id, start_seconds, class_name))
+    if not items:
+        raise ValueError(f"{path} holds no items" + (f" of split {split!r}" if is_vggsound_csv else ""))
+    return items
+
+
+def leave_out_test_items(items):
+    """Split a training list into the items on no shipped test list and those on one (held_out.test_names).
+
+    Args:
+        items: list of Item of a VGGSound training list.
+
+    Returns:
+        (kept items, names of the left-out items), both in list order.
+    """
+    held = held_out.test_names("vggss")  # VGG-SS and the heard / unheard test lists
+    kept = [item for item in items if item.name not in held]
+    left_out = [item.name for item in items if item.name in held]
+    return kept, left_out
 
 
 def select_items(items, keys=None, classes=None, limit=None):
@@ -295,12 +339,6 @@ def one_line(text, limit=300):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def flush_to_disk(path):
-    """fsync a written file, so that after a rename even a power cut cannot leave it truncated."""
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def write_bytes_atomically(path, payload):
     """Write `payload` to a temporary name beside `path`, then rename it over `path`."""
     temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}{TEMP_SUFFIX}")
@@ -334,11 +372,6 @@ def read_failures(path):
         raise ValueError(f"cannot read {path}: {error}") from None
 
 
-def pair_paths(out_dir, name):
-    """(wav path, jpg path) of a pair."""
-    return os.path.join(out_dir, f"{name}.wav"), os.path.join(out_dir, f"{name}.jpg")
-
-
 def pair_is_finished(out_dir, name):
     """A pair is finished when both its wav and its jpg exist (the jpg is always renamed into place last)."""
     return all(os.path.isfile(path) for path in pair_paths(out_dir, name))
@@ -350,7 +383,8 @@ def clean_stale_files(out_dir):
     Returns:
         The number of paths removed.
     """
-    stale = glob.glob(os.path.join(glob.escape(out_dir), f".*{TEMP_SUFFIX}"))
+    stale = [os.path.join(out_dir, filename) for filename in os.listdir(out_dir)
+             if filename.startswith(".") and filename.endswith(TEMP_SUFFIX)]  # no glob: the path is the user's
     for path in stale:
         os.remove(path)
     work_dir = os.path.join(out_dir, WORK_DIR)
@@ -360,8 +394,11 @@ def clean_stale_files(out_dir):
     return len(stale)
 
 
-def lock_output_folder(out_dir):
+def lock_output_folder(out_dir, wait_seconds=LOCK_WAIT_SECONDS):
     """Make sure only one run writes to `out_dir` (the lock is released when the process ends, even by kill -9).
+
+    A run killed a moment ago may still hold the lock through its watcher (child_processes.OrphanWatcher) until its
+    children are gone; the lock is tried for `wait_seconds` before giving up.
 
     Returns:
         The open lock file; keep it open for the whole run.
@@ -371,11 +408,16 @@ def lock_output_folder(out_dir):
     """
     handle = open(os.path.join(out_dir, LOCK_FILE), "a")
     if fcntl is not None:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise ValueError(f"another vggss_dl.py run is writing to {out_dir}") from None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise ValueError(f"another vggss_dl.py run is writing to {out_dir}") from None
+                time.sleep(0.2)
     return handle
 
 
@@ -400,130 +442,13 @@ def find_local_videos(video_dir):
     return found
 
 
-def run_tool(arguments, timeout):
-    """Run ffmpeg/ffprobe with a list of arguments (never a shell string) and return its stdout.
+def download_section(url, start_seconds, work_dir, name, video_format=DEFAULT_FORMAT, sleep=0.0, timeout=30.0,
+                     time_limit=DEFAULT_ITEM_TIMEOUT, stop_event=None):
+    """Download only the 10 s section [start, start + 10) of a video with yt-dlp (a child process).
 
-    Raises:
-        PairError: "ffmpeg" (or "disk_full") with the tool's last error line.
-    """
-    try:
-        completed = subprocess.run(arguments, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                   timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise PairError("ffmpeg", f"{arguments[0]} took more than {timeout:.0f} s") from None
-    except OSError as error:
-        raise PairError("disk_full" if error.errno == errno.ENOSPC else "ffmpeg", str(error)) from None
-    if completed.returncode != 0:
-        lines = [line for line in completed.stderr.splitlines() if line.strip()]
-        message = f"{arguments[0]} failed: {lines[-1] if lines else f'exit code {completed.returncode}'}"
-        raise PairError("disk_full" if "No space left" in completed.stderr else "ffmpeg", message)
-    return completed.stdout
-
-
-def ffmpeg_file(path):
-    """An explicit local-file URL for ffmpeg, so that a ':' in a folder name is never read as a protocol."""
-    return "file:" + os.path.abspath(path)
-
-
-def probe_clip(clip_path, timeout=60.0):
-    """Read a clip's duration and which streams it has, with ffprobe.
-
-    Returns:
-        {"duration": seconds or None, "has_video": bool, "has_audio": bool}.
-    """
-    output = run_tool(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type",
-                       "-of", "json", ffmpeg_file(clip_path)], timeout)
-    try:
-        report = json.loads(output)
-        duration = report.get("format", {}).get("duration")
-        duration = float(duration) if duration not in (None, "N/A") else None
-    except ValueError:
-        raise PairError("ffmpeg", f"ffprobe gave no readable report for {clip_path}") from None
-    kinds = {stream.get("codec_type") for stream in report.get("streams", [])}
-    return {"duration": duration, "has_video": "video" in kinds, "has_audio": "audio" in kinds}
-
-
-def cut_pair(clip_path, start_seconds, out_dir, name, sample_rate=16000, audio_seconds=3.0, timeout=120.0):
-    """Write NAME.wav then NAME.jpg from a clip, each through a temporary name and os.replace.
-
-    The clip is taken as the 10 s section that starts at `start_seconds` (middle at 5 s of the clip) unless it is
-    longer than FULL_VIDEO_SECONDS, in which case it is the full video and its middle is start_seconds + 5.
-
-    Args:
-        clip_path: the video file.
-        start_seconds: the item's start second in the full video.
-        out_dir: where NAME.wav and NAME.jpg go.
-        name: the item name.
-        sample_rate: wav sample rate (mono, 16-bit PCM).
-        audio_seconds: wav length, centred on the middle (10 keeps the whole section).
-        timeout: seconds allowed per ffmpeg call.
-
-    Returns:
-        (wav path, jpg path).
-
-    Raises:
-        PairError: no_video, no_audio, too_short, ffmpeg or disk_full.
-    """
-    clip = probe_clip(clip_path, timeout)
-    if not clip["has_video"]:
-        raise PairError("no_video", f"{os.path.basename(clip_path)} has no video stream")
-    if not clip["has_audio"]:
-        raise PairError("no_audio", f"{os.path.basename(clip_path)} has no audio stream")
-    duration = clip["duration"]
-    is_full_video = duration is not None and duration > FULL_VIDEO_SECONDS
-    middle = (start_seconds if is_full_video else 0.0) + SECTION_SECONDS / 2
-    audio_start = middle - audio_seconds / 2
-    needed = middle + audio_seconds / 2
-    if duration is not None and duration < needed - SHORT_AUDIO_TOLERANCE:
-        raise PairError("too_short", f"clip is {duration:.1f} s long, the pair needs {needed:.1f} s")
-    wav_path, jpg_path = pair_paths(out_dir, name)
-    wav_temporary = os.path.join(out_dir, f".{name}.wav{TEMP_SUFFIX}")
-    jpg_temporary = os.path.join(out_dir, f".{name}.jpg{TEMP_SUFFIX}")
-    common = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    try:
-        # apad + -t: a clip whose audio ends a few ms early still gives exactly audio_seconds * sample_rate samples.
-        run_tool(common + ["-ss", f"{audio_start:.3f}", "-i", ffmpeg_file(clip_path), "-map", "0:a:0", "-vn",
-                           "-t", f"{audio_seconds:.3f}", "-af", "apad", "-ac", "1", "-ar", str(sample_rate),
-                           "-c:a", "pcm_s16le", "-f", "wav", ffmpeg_file(wav_temporary)], timeout)
-        run_tool(common + ["-ss", f"{middle:.3f}", "-i", ffmpeg_file(clip_path), "-map", "0:v:0", "-an",
-                           "-frames:v", "1", "-q:v", "2", "-c:v", "mjpeg", "-update", "1", "-f", "image2",
-                           ffmpeg_file(jpg_temporary)], timeout)
-        if not os.path.isfile(jpg_temporary) or os.path.getsize(jpg_temporary) == 0:
-            raise PairError("too_short", f"no frame at {middle:.1f} s of {os.path.basename(clip_path)}")
-        if os.path.getsize(wav_temporary) <= 44:
-            raise PairError("no_audio", f"no audio samples in {os.path.basename(clip_path)}")
-        flush_to_disk(wav_temporary)
-        flush_to_disk(jpg_temporary)
-        os.replace(wav_temporary, wav_path)
-        os.replace(jpg_temporary, jpg_path)
-    finally:
-        for path in (wav_temporary, jpg_temporary):
-            if os.path.exists(path):
-                os.remove(path)
-    return wav_path, jpg_path
-
-
-class _YtDlpLog:
-    """yt-dlp logger that keeps its output off the console (errors come back as DownloadError)."""
-
-    def debug(self, message):
-        pass
-
-    def info(self, message):
-        pass
-
-    def warning(self, message):
-        pass
-
-    def error(self, message):
-        pass
-
-
-def download_section(url, start_seconds, work_dir, name, video_format=DEFAULT_FORMAT, sleep=0.0, timeout=30.0):
-    """Download only the 10 s section [start, start + 10) of a video with yt-dlp's Python API.
-
-    The section is cut at exact times (download_ranges + force_keyframes_at_cuts: yt-dlp hands the range to
-    ffmpeg, which reads only what it needs and re-encodes the section so it starts on a keyframe).
+    The section is cut at exact times (--download-sections + --force-keyframes-at-cuts: yt-dlp hands the range
+    to ffmpeg, which reads only what it needs and re-encodes the section so it starts on a keyframe). yt-dlp runs
+    as `python -m yt_dlp` in its own process group, so that `time_limit` can end it and its ffmpeg together.
 
     Args:
         url: the video page or direct video URL.
@@ -531,47 +456,40 @@ def download_section(url, start_seconds, work_dir, name, video_format=DEFAULT_FO
         work_dir: folder the clip is written to (as NAME.EXT).
         name: the item name.
         video_format: yt-dlp format selector.
-        sleep: seconds between yt-dlp's requests (sleep_interval_requests).
-        timeout: socket timeout, also ffmpeg's read timeout.
+        sleep: seconds between yt-dlp's requests (--sleep-requests).
+        timeout: socket timeout, also ffmpeg's read timeout (both restart with every byte received).
+        time_limit: seconds after which the download is killed (reason timeout), however slowly bytes arrive.
+        stop_event: optional threading.Event that kills the download when the run stops.
 
     Returns:
         Path of the downloaded clip.
 
     Raises:
-        PairError: with the reason failure_reason gives for yt-dlp's error.
+        PairError: with the reason failure_reason gives for yt-dlp's error, or timeout / cancelled.
     """
-    import yt_dlp  # imported here so that --dry_run and the parsing helpers work without it
-    from yt_dlp.utils import download_range_func
-
-    options = {
-        "format": video_format,
-        "merge_output_format": "mp4",
-        "outtmpl": {"default": os.path.join(work_dir, f"{name}.%(ext)s")},
-        "download_ranges": download_range_func(None, [(start_seconds, start_seconds + SECTION_SECONDS)]),
-        "force_keyframes_at_cuts": True,
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-        "logger": _YtDlpLog(),
-        "noplaylist": True,
-        "overwrites": True,
-        "socket_timeout": timeout,
-        "sleep_interval_requests": sleep,
-        "retries": 2,
-        "fragment_retries": 2,
-        "extractor_retries": 1,
-        "external_downloader_args": {"ffmpeg_i": ["-rw_timeout", str(int(timeout * 1_000_000))]},
-    }
+    template = os.path.join(work_dir.replace("%", "%%"), f"{name}.%(ext)s")  # '%' in a user path is literal
+    arguments = [sys.executable, "-m", "yt_dlp", "--ignore-config", "--no-warnings", "--no-progress",
+                 "--no-playlist", "--force-overwrites", "--format", video_format, "--merge-output-format", "mp4",
+                 "--output", template, "--download-sections", f"*{start_seconds}-{start_seconds + SECTION_SECONDS:g}",
+                 "--force-keyframes-at-cuts", "--socket-timeout", f"{timeout:g}", "--sleep-requests", f"{sleep:g}",
+                 "--retries", "2", "--fragment-retries", "2", "--extractor-retries", "1",
+                 "--downloader-args", f"ffmpeg_i:-rw_timeout {int(timeout * 1_000_000)}",
+                 "--print", "after_move:filepath", "--", url]
     try:
-        with yt_dlp.YoutubeDL(options) as downloader:
-            info = downloader.extract_info(url, download=True)
-    except yt_dlp.utils.YoutubeDLError as error:
-        raise PairError(failure_reason(str(error))[0], one_line(error)) from None
-    downloads = (info or {}).get("requested_downloads") or []
-    paths = [entry.get("filepath") for entry in downloads if entry.get("filepath")]
-    if not paths or not os.path.isfile(paths[0]):
+        completed = run_child(arguments, time_limit, stop_event)
+    except subprocess.TimeoutExpired:
+        raise PairError("timeout", f"no result within {time_limit:.0f} s (--item_timeout)") from None
+    except ChildStopped:
+        raise PairError("cancelled", "the run is stopping") from None
+    if completed.returncode != 0:
+        errors = [line for line in completed.stderr.splitlines() if "ERROR" in line] or \
+            completed.stderr.splitlines()[-1:] or [f"yt-dlp exit code {completed.returncode}"]
+        return_message = one_line(errors[-1])
+        raise PairError(failure_reason(return_message)[0], return_message)
+    paths = [line.strip() for line in completed.stdout.splitlines() if line.strip()]
+    if not paths or not os.path.isfile(paths[-1]):
         raise PairError("error", "yt-dlp reported no downloaded file")
-    return paths[0]
+    return paths[-1]
 
 
 class RequestPacer:
@@ -611,7 +529,8 @@ def make_pair(item, settings, pacer, stop_event):
     Args:
         item: the Item.
         settings: dict with out_dir, local_videos ({name: path} or None), url_template, video_format,
-            sample_rate, audio_seconds, sleep, timeout, retries, backoff, keep_video.
+            sample_rate, audio_seconds, frame_size, keep_aspect, sleep, timeout, item_timeout, retries, backoff,
+            keep_video.
         pacer: the RequestPacer shared by the workers.
         stop_event: threading.Event set when the run stops.
 
@@ -625,29 +544,33 @@ def make_pair(item, settings, pacer, stop_event):
         return "cancelled", "", ""
     out_dir = settings["out_dir"]
     cut_options = dict(sample_rate=settings["sample_rate"], audio_seconds=settings["audio_seconds"],
-                       timeout=max(120.0, settings["timeout"]))
+                       frame_size=settings["frame_size"], keep_aspect=settings["keep_aspect"], stop_event=stop_event)
     local_clip = (settings["local_videos"] or {}).get(item.name) or kept_video(out_dir, item.name)
     if local_clip is not None:
         try:
-            cut_pair(local_clip, item.start_seconds, out_dir, item.name, **cut_options)
+            cut_pair(local_clip, item.start_seconds, out_dir, item.name, timeout=settings["item_timeout"],
+                     **cut_options)
         except PairError as error:
             if error.fatal:
                 raise
-            return "failed", error.reason, str(error)
+            return ("cancelled", "", "") if error.reason == "cancelled" else ("failed", error.reason, str(error))
         return "done", "", ""
     url = settings["url_template"].format(id=item.video_id, start=item.start_seconds, name=item.name)
     work_dir = os.path.join(out_dir, WORK_DIR, item.name)
+    deadline = None  # --item_timeout counts from the first attempt, retries and their backoff included
     try:
         for attempt in range(settings["retries"] + 1):
             pacer.wait(stop_event)
             if stop_event.is_set():
                 return "cancelled", "", ""
+            deadline = deadline or Deadline(settings["item_timeout"])
             shutil.rmtree(work_dir, ignore_errors=True)
             os.makedirs(work_dir)
             try:
-                clip_path = download_section(url, item.start_seconds, work_dir, item.name,
-                                             settings["video_format"], settings["sleep"], settings["timeout"])
-                cut_pair(clip_path, item.start_seconds, out_dir, item.name, **cut_options)
+                clip_path = download_section(url, item.start_seconds, work_dir, item.name, settings["video_format"],
+                                             settings["sleep"], settings["timeout"], deadline.remaining(), stop_event)
+                cut_pair(clip_path, item.start_seconds, out_dir, item.name, timeout=deadline.remaining(),
+                         **cut_options)
                 if settings["keep_video"]:
                     os.makedirs(os.path.join(out_dir, VIDEO_DIR), exist_ok=True)
                     extension = os.path.splitext(clip_path)[1]
@@ -656,7 +579,9 @@ def make_pair(item, settings, pacer, stop_event):
             except PairError as error:
                 if error.fatal:
                     raise
-                if not error.transient or attempt == settings["retries"]:
+                if error.reason == "cancelled":
+                    return "cancelled", "", ""
+                if error.reason not in TRANSIENT_REASONS or attempt == settings["retries"] or deadline.expired():
                     return "failed", error.reason, str(error)
                 delay = settings["backoff"] * 2 ** attempt
                 if error.reason in PAUSE_ALL_REASONS:
@@ -697,14 +622,33 @@ def write_manifest(path, out_dir, items):
     return len(rows)
 
 
+def sample_rate_value(text):
+    """argparse type of --sample_rate: an integer number of Hz or "native"."""
+    if text == NATIVE:
+        return NATIVE
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number of Hz nor {NATIVE!r}") from None
+
+
 def build_parser():
     """The command-line interface."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out_dir", required=True, help="folder that receives NAME.jpg + NAME.wav pairs, "
-                        "failures.csv and manifest.csv")
-    parser.add_argument("--json", help=f"local vggss.json; without it the list is fetched from {VGGSS_JSON_URL} "
-                        "into OUT_DIR/vggss.json (once)")
+                        f"failures.csv, manifest.csv (and {EXCLUDED_TXT} for a training list)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--json", help="VGG-SS list (JSON of {\"file\", \"class\", \"bbox\"} items; default: the "
+                        "shipped data/metadata/vggss.json, the 5,158 test items)")
+    source.add_argument("--train_list", help="training list to build instead: ID_START names one a line "
+                        "(data/metadata/vggss_144k.txt, vggss_10k.txt, vggss_heard.txt, vggss_144k_fnac.txt) or "
+                        "VGGSound's vggsound.csv (ID,start,label,split rows; see --split)")
+    parser.add_argument("--split", choices=("train", "test"), default="train", help="rows of a vggsound.csv "
+                        "--train_list to take (default train; the test split is a test set, nothing is left out)")
+    parser.add_argument("--allow_test_overlap", action="store_true", help="keep the items of a --train_list that "
+                        "are on the shipped test lists (VGG-SS, heard/unheard tests), to reproduce the lists as "
+                        "published; by default they are left out and named in OUT_DIR/" + EXCLUDED_TXT)
     parser.add_argument("--ids", help="file of item names (ID_START) or bare YouTube ids, one per line or as the "
                         "first CSV column (e.g. vggss_test.csv); only those items are processed")
     parser.add_argument("--classes", nargs="+", help="only items of these classes (quote each class name; "
@@ -713,15 +657,25 @@ def build_parser():
                         "finished ones, so a rerun finishes the same items)")
     parser.add_argument("--workers", type=int, default=4, help="parallel downloads (default 4)")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each worker waits between items, also "
-                        "yt-dlp's pause between requests (default 1)")
+                        "yt-dlp's pause between requests (default 1; 0 allowed)")
     parser.add_argument("--retries", type=int, default=3, help="extra attempts for transient errors "
                         "(rate limiting, timeouts, network, HTTP 403/5xx) (default 3)")
     parser.add_argument("--backoff", type=float, default=10.0, help="first wait before a retry in seconds, "
                         "doubled at every retry (default 10)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds (default 30)")
-    parser.add_argument("--sample_rate", type=int, default=16000, help="wav sample rate (default 16000)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds: how long a "
+                        "connection may stay silent (default 30)")
+    parser.add_argument("--item_timeout", type=float, default=DEFAULT_ITEM_TIMEOUT, help="seconds one item may take "
+                        "in all (download, retries, cutting) before it fails with reason timeout, however slowly a "
+                        "server trickles bytes (default %(default)g)")
+    parser.add_argument("--sample_rate", type=sample_rate_value, default=16000, help="wav sample rate in Hz, or "
+                        "'native' to keep each clip's own rate (default 16000, the rate of VGG-SS as LVS used it)")
     parser.add_argument("--audio_seconds", type=float, default=3.0, help="wav length centred on the middle of the "
                         "section (default 3, as the seed; 10 keeps the whole section like the official data)")
+    parser.add_argument("--frame_size", type=int, default=DEFAULT_FRAME_SIZE, help="side of the square the frame "
+                        "is squashed to (default %(default)s: the whole frame, so box fractions stay aligned after "
+                        "the evaluation's resize; room for --image_size 448 and the 246/224 training resize)")
+    parser.add_argument("--keep_aspect", action="store_true", help="keep the video's own frame shape instead of "
+                        "squashing it to a square (LVS's centre crop then cuts the sides off a 16:9 frame)")
     parser.add_argument("--url_template", default=DEFAULT_URL_TEMPLATE, help="video URL with {id} (also {start}, "
                         "{name}) for a mirror or a local server (default %(default)s)")
     parser.add_argument("--format", dest="video_format", default=DEFAULT_FORMAT, help="yt-dlp format selector "
@@ -733,8 +687,7 @@ def build_parser():
     parser.add_argument("--retry_failed", nargs="*", metavar="REASON", help="try the items of failures.csv again: "
                         "all of them, or only those with these reasons (e.g. rate_limited timeout)")
     parser.add_argument("--dry_run", action="store_true", help="list what would be fetched (name, URL or clip, "
-                        "section) and stop, without downloading anything (only the list itself when --json is not "
-                        "given)")
+                        "section) and stop, without downloading or writing anything")
     return parser
 
 
@@ -744,103 +697,69 @@ def check_arguments(parser, args):
         parser.error("--limit must be at least 1")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if args.sleep < 0 or args.backoff < 0 or args.retries < 0:
-        parser.error("--sleep, --backoff and --retries cannot be negative")
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
-    if args.sample_rate < 1000:
-        parser.error("--sample_rate must be at least 1000")
+    if args.retries < 0:
+        parser.error("--retries cannot be negative")
+    for flag, value, zero_allowed in (("--sleep", args.sleep, True), ("--backoff", args.backoff, True),
+                                      ("--timeout", args.timeout, False), ("--item_timeout", args.item_timeout, False)):
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed) or value > 1e6:
+            parser.error(f"{flag} must be a finite number of seconds, {'0 or more' if zero_allowed else 'above 0'} "
+                         f"(and at most 1e6), got {value}")
+    if args.sample_rate != NATIVE and not 1000 <= args.sample_rate <= 384000:
+        parser.error("--sample_rate must be between 1000 and 384000 Hz, or 'native'")
     if not 0 < args.audio_seconds <= SECTION_SECONDS:
         parser.error(f"--audio_seconds must be in (0, {SECTION_SECONDS:g}]")
+    if not 16 <= args.frame_size <= 4096:
+        parser.error("--frame_size must be between 16 and 4096 pixels")
     if "{id}" not in args.url_template and "{name}" not in args.url_template:
         parser.error("--url_template must contain {id} or {name}")
     try:
         args.url_template.format(id="a" * 11, start=0, name="a" * 11 + "_000000")
-    except (KeyError, IndexError, ValueError) as error:
-        parser.error(f"--url_template: only {{id}}, {{start}} and {{name}} can be used ({error!r})")
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as error:
+        parser.error(f"--url_template: only {{id}}, {{start}} and {{name}} can be used "
+                     f"({type(error).__name__}: {error})")
     if args.from_videos is not None and not os.path.isdir(args.from_videos):
         parser.error(f"--from_videos: no folder {args.from_videos}")
 
 
-def main(argv=None):
-    """Run the downloader; returns the summary counts (also printed).
-
-    Args:
-        argv: command-line arguments (sys.argv[1:] when None).
+def read_item_list(args):
+    """The items a run works on and the training-list items left out as test items.
 
     Returns:
-        dict with done, failed, skipped, finished_before, failed_before, no_local_clip, pairs (finished pairs of
-        the whole list in out_dir) and failure_reasons (Counter of this run's failures).
+        (items, left_out names, description of the list for messages).
+
+    Raises:
+        ValueError: an unreadable list (one line naming the file).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_arguments(parser, args)
-    out_dir = args.out_dir
-    if not args.dry_run:
-        missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
-        if missing:
-            sys.exit(f"error: {' and '.join(missing)} not found on PATH; install ffmpeg "
-                     "(apt-get install ffmpeg, or conda install -c conda-forge ffmpeg)")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        json_path = args.json or fetch_item_list(os.path.join(out_dir, "vggss.json"), timeout=args.timeout)
-        items = load_items(json_path)
-        keys = read_id_file(args.ids) if args.ids else None
-        selected = select_items(items, keys, args.classes, args.limit)
-        failures_path = os.path.join(out_dir, FAILURES_CSV)
-        failures = read_failures(failures_path)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        sys.exit(f"error: cannot use {out_dir}: {error}")
-    local_videos = find_local_videos(args.from_videos) if args.from_videos else None
+    if args.train_list is None:
+        return load_items(args.json or DEFAULT_JSON), [], args.json or DEFAULT_JSON
+    items = load_train_list(args.train_list, args.split)
+    is_test_split = args.split == "test" and all(item.class_name for item in items)  # csv rows carry a label
+    if args.allow_test_overlap or is_test_split:
+        return items, [], args.train_list
+    kept, left_out = leave_out_test_items(items)
+    return kept, left_out, args.train_list
 
-    retry_reasons = None if args.retry_failed is None else set(args.retry_failed)
-    finished, failed_before, no_local_clip, todo = [], [], [], []
-    for item in selected:
-        previous = failures.get(item.name)
-        if pair_is_finished(out_dir, item.name):
-            finished.append(item)
-        elif previous is not None and (retry_reasons is None or
-                                       (retry_reasons and previous.get("reason") not in retry_reasons)):
-            failed_before.append(item)
-        elif local_videos is not None and item.name not in local_videos:
-            no_local_clip.append(item)
-        else:
-            todo.append(item)
-    skipped = len(finished) + len(failed_before) + len(no_local_clip)
 
-    if args.dry_run:
-        for item in todo:
-            source = (local_videos[item.name] if local_videos is not None else kept_video(out_dir, item.name) or
-                      args.url_template.format(id=item.video_id, start=item.start_seconds, name=item.name))
-            print(f"{item.name}\t{source}\t{item.start_seconds}-{item.start_seconds + SECTION_SECONDS:g} s"
-                  f"\t{item.class_name}")
-        print(f"dry run: {len(todo)} of {len(selected)} selected items would be fetched ({len(finished)} finished, "
-              f"{len(failed_before)} failed before, {len(no_local_clip)} without a local clip)")
-        return {"done": 0, "failed": 0, "skipped": skipped, "todo": [item.name for item in todo]}
+def run_items(todo, settings, failures, failures_path, total, skipped, workers):
+    """Make the pairs of `todo` with `workers` threads, recording failures.csv as items finish.
 
-    try:
-        lock = lock_output_folder(out_dir)
-        removed = clean_stale_files(out_dir)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        sys.exit(f"error: cannot write to {out_dir}: {error}")
-    if removed:
-        print(f"removed {removed} temporary file(s) left by an interrupted run", file=sys.stderr)
+    Args:
+        todo: the Items to make.
+        settings: make_pair's settings.
+        failures: {name: failures.csv row}, updated in place.
+        failures_path: where failures.csv is rewritten after every change.
+        total: the selection's size (for the progress bar); skipped: how many of it are skipped.
+        workers: parallel items.
 
-    settings = {"out_dir": out_dir, "local_videos": local_videos, "url_template": args.url_template,
-                "video_format": args.video_format, "sample_rate": args.sample_rate,
-                "audio_seconds": args.audio_seconds, "sleep": 0.0 if local_videos is not None else args.sleep,
-                "timeout": args.timeout, "retries": args.retries, "backoff": args.backoff,
-                "keep_video": args.keep_video}
+    Returns:
+        (Counter of done / failed, Counter of failure reasons, stop message or None).
+    """
     counts = Counter(done=0, failed=0)
     reasons = Counter()
     pacer, stop_event = RequestPacer(), threading.Event()
-    progress = tqdm(total=len(selected), initial=skipped, unit="clip", desc="vggss", mininterval=0.5)
+    progress = tqdm(total=total, initial=skipped, unit="clip", desc="vggss", mininterval=0.5)
     progress.set_postfix_str(f"done=0 failed=0 skipped={skipped}")
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="vggss")
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vggss")
     futures = {executor.submit(guarded_make_pair, item, settings, pacer, stop_event): item for item in todo}
     stop_message = None
     try:
@@ -871,6 +790,98 @@ def main(argv=None):
         executor.shutdown(wait=stop_message is None, cancel_futures=True)
         progress.close()
 
+    return counts, reasons, stop_message
+
+
+def main(argv=None):
+    """Run the downloader; returns the summary counts (also printed).
+
+    Args:
+        argv: command-line arguments (sys.argv[1:] when None).
+
+    Returns:
+        dict with done, failed, skipped, finished_before, failed_before, no_local_clip, pairs (finished pairs of
+        the whole list in out_dir), failure_reasons (Counter of this run's failures) and left_out (the test
+        items left out of a training list); a dry run gives done, failed, skipped, left_out and todo.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    out_dir = args.out_dir
+    if not args.dry_run:
+        missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+        if missing:
+            sys.exit(f"error: {' and '.join(missing)} not found on PATH; install ffmpeg "
+                     "(apt-get install ffmpeg, or conda install -c conda-forge ffmpeg)")
+    try:
+        items, left_out, list_path = read_item_list(args)
+        keys = read_id_file(args.ids) if args.ids else None
+        selected = select_items(items, keys, args.classes, args.limit)
+        if not args.dry_run:
+            os.makedirs(out_dir, exist_ok=True)
+        failures_path = os.path.join(out_dir, FAILURES_CSV)
+        failures = read_failures(failures_path)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(f"error: cannot use {out_dir}: {error}")
+    if left_out:
+        print(f"left out {len(left_out)} item(s) of {list_path} that are on the shipped test lists (VGG-SS, "
+              f"heard/unheard tests)" + ("" if args.dry_run else f"; names in {os.path.join(out_dir, EXCLUDED_TXT)}")
+              + "; --allow_test_overlap keeps them")
+    local_videos = find_local_videos(args.from_videos) if args.from_videos else None
+
+    retry_reasons = None if args.retry_failed is None else set(args.retry_failed)
+    finished, failed_before, no_local_clip, todo = [], [], [], []
+    for item in selected:
+        previous = failures.get(item.name)
+        if pair_is_finished(out_dir, item.name):
+            finished.append(item)
+        elif previous is not None and (retry_reasons is None or
+                                       (retry_reasons and previous.get("reason") not in retry_reasons)):
+            failed_before.append(item)
+        elif local_videos is not None and item.name not in local_videos:
+            no_local_clip.append(item)
+        else:
+            todo.append(item)
+    skipped = len(finished) + len(failed_before) + len(no_local_clip)
+
+    if args.dry_run:
+        for item in todo:
+            source = (local_videos[item.name] if local_videos is not None else kept_video(out_dir, item.name) or
+                      args.url_template.format(id=item.video_id, start=item.start_seconds, name=item.name))
+            print(f"{item.name}\t{source}\t{item.start_seconds}-{item.start_seconds + SECTION_SECONDS:g} s"
+                  f"\t{item.class_name}")
+        print(f"dry run: {len(todo)} of {len(selected)} selected items would be fetched ({len(finished)} finished, "
+              f"{len(failed_before)} failed before, {len(no_local_clip)} without a local clip)")
+        return {"done": 0, "failed": 0, "skipped": skipped, "left_out": len(left_out),
+                "todo": [item.name for item in todo]}
+
+    try:
+        lock = lock_output_folder(out_dir)
+        removed = clean_stale_files(out_dir)
+        excluded_path = os.path.join(out_dir, EXCLUDED_TXT)
+        if args.train_list is not None and not args.allow_test_overlap:
+            write_bytes_atomically(excluded_path, "".join(f"{name}\n" for name in left_out).encode())
+        elif os.path.exists(excluded_path):
+            os.remove(excluded_path)  # from an earlier run of another list: it would no longer be true
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        sys.exit(f"error: cannot write to {out_dir}: {error}")
+    if removed:
+        print(f"removed {removed} temporary file(s) left by an interrupted run", file=sys.stderr)
+
+    settings = {"out_dir": out_dir, "local_videos": local_videos, "url_template": args.url_template,
+                "video_format": args.video_format, "sample_rate": args.sample_rate,
+                "audio_seconds": args.audio_seconds, "frame_size": args.frame_size, "keep_aspect": args.keep_aspect,
+                "sleep": 0.0 if local_videos is not None else args.sleep, "timeout": args.timeout,
+                "item_timeout": args.item_timeout, "retries": args.retries, "backoff": args.backoff,
+                "keep_video": args.keep_video}
+    with OrphanWatcher(hold_fd=lock.fileno() if fcntl is not None else None):
+        summary = run_items(todo, settings, failures, failures_path, len(selected), skipped, args.workers)
+    counts, reasons, stop_message = summary
+
     if stop_message is None:
         try:
             os.rmdir(os.path.join(out_dir, WORK_DIR))  # empty once every worker has finished
@@ -895,7 +906,8 @@ def main(argv=None):
         sys.exit(130)
     return {"done": counts["done"], "failed": counts["failed"], "skipped": skipped,
             "finished_before": len(finished), "failed_before": len(failed_before),
-            "no_local_clip": len(no_local_clip), "pairs": pair_count, "failure_reasons": reasons}
+            "no_local_clip": len(no_local_clip), "pairs": pair_count, "failure_reasons": reasons,
+            "left_out": len(left_out)}
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import pytest
 import scipy.io.wavfile
 from PIL import Image
 
+import clip_cutting
 import vggss_dl
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -125,11 +126,12 @@ def make_clock_video(path, seconds=VIDEO_SECONDS, start=0.0):
 
 
 def frame_second(jpg_path):
-    """Read the clock: the time shown by the white bar of a frame."""
+    """Read the clock: the time shown by the white bar of a frame (of any width: 160 pixels stand for the video's)."""
     gray = np.asarray(Image.open(jpg_path).convert("L"), dtype=np.float64)
     columns = np.nonzero(gray.mean(axis=0) > 128)[0]
     assert len(columns) > 0, f"no clock bar in {jpg_path}"
-    return (columns.mean() - (BAR_WIDTH - 1) / 2) / PIXELS_PER_SECOND
+    scale = gray.shape[1] / 160
+    return ((columns.mean() + 0.5) / scale - 0.5 - (BAR_WIDTH - 1) / 2) / PIXELS_PER_SECOND
 
 
 def wav_middle_second(wav_path):
@@ -241,7 +243,7 @@ def test_dry_run_parses_and_selects_the_real_list(metadata_dir, tmp_path, capsys
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split("\t")[:2] == [wanted[0], f"https://www.youtube.com/watch?v={wanted[0][:11]}"]
     assert "7 of 7 selected items would be fetched" in printed[-1]
-    assert os.listdir(out_dir) == []  # a dry run writes nothing
+    assert not out_dir.exists()  # a dry run writes nothing
 
     ids_file = tmp_path / "ids.csv"
     test_names = (metadata_dir / "vggss_test.csv").read_text().split()[:5]
@@ -282,26 +284,12 @@ def test_clear_one_line_errors(tmp_path, monkeypatch, capsys):
     assert "apt-get install ffmpeg" in message and "conda install" in message
 
 
-def test_item_list_is_fetched_once_and_atomically(server, tmp_path):
-    url_template, log, _, root = server
-    (root / "list.json").write_text(json.dumps([{"file": PRESENT[0], "class": "clock tone"}]))
-    destination = tmp_path / "vggss.json"
-    address = url_template.replace("{id}.mp4", "list.json")
-    assert vggss_dl.fetch_item_list(str(destination), url=address) == str(destination)
-    assert [item.name for item in vggss_dl.load_items(str(destination))] == [PRESENT[0]]
-    assert vggss_dl.fetch_item_list(str(destination), url=address) == str(destination)
-    assert len([entry for entry in log if entry[0] == "/list.json"]) == 1  # the second call used the local copy
-    with pytest.raises(ValueError, match="could not fetch the VGG-SS list from .*404.*pass --json"):
-        vggss_dl.fetch_item_list(str(tmp_path / "other.json"), url=address.replace("list.json", "none.json"))
-    assert sorted(os.listdir(tmp_path)) == ["vggss.json"]
-
-
 def test_download_cuts_middle_frame_and_audio(first_run):
     out_dir, _, result, _ = first_run
     assert (result["done"], result["failed"]) == (3, 2)
     for name in PRESENT + [SLOW_DOWN]:
         image = Image.open(out_dir / f"{name}.jpg")
-        assert image.size == (160, 120)  # full resolution, no resizing
+        assert image.size == (512, 512)  # squashed to a square by default
         assert frame_second(out_dir / f"{name}.jpg") == pytest.approx(middle_second(name), abs=0.25)
         rate, samples = scipy.io.wavfile.read(out_dir / f"{name}.wav")
         assert (rate, samples.ndim, samples.dtype, len(samples)) == (16000, 1, np.int16, 3 * 16000)
@@ -365,7 +353,7 @@ def test_whole_section_audio_and_kept_video(server, tmp_path):
     # the whole section, centred: its first samples are the chirp at the start second (200 + 50 * 7 Hz)
     head = samples[: rate // 10].astype(np.float64)
     assert np.count_nonzero(np.diff(np.signbit(head))) / 2 / 0.1 == pytest.approx(200 + 50 * 7.05, abs=15)
-    kept = vggss_dl.probe_clip(str(out_dir / "videos" / f"{PRESENT[1]}.mp4"))
+    kept = clip_cutting.probe_clip(str(out_dir / "videos" / f"{PRESENT[1]}.mp4"))
     assert kept["duration"] == pytest.approx(10.0, abs=0.3)  # only the section was fetched, not the 20 s video
     assert frame_second(out_dir / f"{PRESENT[1]}.jpg") == pytest.approx(middle_second(PRESENT[1]), abs=0.25)
 
