@@ -151,8 +151,12 @@ def load_items(json_path):
     try:
         with open(json_path, encoding="utf-8") as handle:
             entries = json.load(handle)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read {json_path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{json_path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {json_path}: {error.strerror or error}") from None
+    except RecursionError:
+        raise ValueError(f"{json_path} is nested too deeply to be a VGG-SS list") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{json_path} is not valid JSON: {error}") from None
     if not isinstance(entries, list):
@@ -189,8 +193,10 @@ def read_id_file(path):
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
     keys = []
     for number, line in enumerate(lines, start=1):
         entry = line.split(",")[0].strip().strip('"')
@@ -225,31 +231,36 @@ def load_train_list(path, split="train"):
     """
     try:
         with open(path, encoding="utf-8", newline="") as handle:
-            rows = list(csv.reader(handle))
+            lines = handle.read().splitlines()
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
-    except (OSError, csv.Error) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
-    rows = [(number, [field.strip() for field in row]) for number, row in enumerate(rows, start=1)
-            if row and row[0].strip() and not row[0].strip().startswith("#")]
-    is_vggsound_csv = any(len(row) >= 4 and row[1].isdigit() for _, row in rows[:2])
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    numbered = [(number, line.strip()) for number, line in enumerate(lines, start=1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    is_vggsound_csv = any(len(row) >= 4 and row[1].strip().isdigit()
+                          for row in csv.reader(line for _, line in numbered[:2]))
     items, seen = [], set()
-    for index, (number, row) in enumerate(rows):
+    for index, (number, line) in enumerate(numbered):
         try:
             if is_vggsound_csv:
+                row = [field.strip() for field in next(csv.reader([line]))]
                 if len(row) < 4 or not row[1].isdigit() or not YOUTUBE_ID_PATTERN.fullmatch(row[0]):
-                    raise ValueError(f"{','.join(row)!r} is not an ID,start,label,split row")
+                    raise ValueError(f"{line!r} is not an ID,start,label,split row")
                 if row[3] != split:
                     continue
                 video_id, start_seconds, class_name = row[0], int(row[1]), row[2]
             else:
-                if row[0].isdigit() and len(row[0]) != 11:
-                    raise ValueError(f"{row[0]!r} is a Flickr-SoundNet id: vggss_dl.py builds VGGSound sets from "
-                                     "YouTube (python held_out.py FILE counts a Flickr list's test items)")
-                video_id, start_seconds = parse_item_name(row[0])
+                entry = line.split(",")[0].strip()
+                if entry.isdigit():
+                    raise ValueError(f"{path}: {entry!r} is a Flickr-SoundNet id, not a VGGSound name: vggss_dl.py "
+                                     "builds VGGSound sets (python held_out.py FILE counts a Flickr list's test items)")
+                video_id, start_seconds = parse_item_name(entry)
                 class_name = ""
-        except ValueError as error:
-            if index == 0 and not is_vggsound_csv and NAME_PATTERN.search(row[0]) is None:
+        except (ValueError, csv.Error) as error:
+            if str(error).startswith(f"{path}: "):
+                raise
+            if index == 0 and not is_vggsound_csv and NAME_PATTERN.search(line) is None:
                 continue  # a header line
             raise ValueError(f"{path} line {number}: {error}") from None
         name = canonical_name(video_id, start_seconds)
@@ -710,13 +721,13 @@ def check_arguments(parser, args):
         parser.error(f"--audio_seconds must be in (0, {SECTION_SECONDS:g}]")
     if not 16 <= args.frame_size <= 4096:
         parser.error("--frame_size must be between 16 and 4096 pixels")
-    if "{id}" not in args.url_template and "{name}" not in args.url_template:
-        parser.error("--url_template must contain {id} or {name}")
     try:
         args.url_template.format(id="a" * 11, start=0, name="a" * 11 + "_000000")
     except (KeyError, IndexError, ValueError, AttributeError, TypeError) as error:
         parser.error(f"--url_template: only {{id}}, {{start}} and {{name}} can be used "
                      f"({type(error).__name__}: {error})")
+    if "{id}" not in args.url_template and "{name}" not in args.url_template:
+        parser.error("--url_template must contain {id} or {name}")
     if args.from_videos is not None and not os.path.isdir(args.from_videos):
         parser.error(f"--from_videos: no folder {args.from_videos}")
 
