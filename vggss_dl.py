@@ -136,6 +136,17 @@ def canonical_name(video_id, start_seconds):
     return f"{video_id}_{start_seconds:06d}"
 
 
+def read_text(path):
+    """The text of a UTF-8 file, or ValueError naming the file (not UTF-8, missing, unreadable, a folder)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+
+
 def load_items(json_path):
     """Read a vggss.json list and validate every item name before anything uses it.
 
@@ -148,13 +159,9 @@ def load_items(json_path):
     Raises:
         ValueError: the file cannot be read or is not such a list (the message names the file).
     """
+    text = read_text(json_path)
     try:
-        with open(json_path, encoding="utf-8") as handle:
-            entries = json.load(handle)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{json_path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
-    except OSError as error:
-        raise ValueError(f"cannot read {json_path}: {error.strerror or error}") from None
+        entries = json.loads(text)
     except RecursionError:
         raise ValueError(f"{json_path} is nested too deeply to be a VGG-SS list") from None
     except json.JSONDecodeError as error:
@@ -190,13 +197,7 @@ def read_id_file(path):
     Raises:
         ValueError: unreadable file or an entry that is neither a name nor an id.
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    lines = read_text(path).splitlines()
     keys = []
     for number, line in enumerate(lines, start=1):
         entry = line.split(",")[0].strip().strip('"')
@@ -229,13 +230,7 @@ def load_train_list(path, split="train"):
         ValueError: unreadable or non-UTF-8 file, a Flickr-SoundNet list, or a malformed entry (the message names
             the file and the line).
     """
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            lines = handle.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    lines = read_text(path).splitlines()
     numbered = [(number, line.strip()) for number, line in enumerate(lines, start=1)
                 if line.strip() and not line.lstrip().startswith("#")]
     is_vggsound_csv = any(len(row) >= 4 and row[1].strip().isdigit()
@@ -663,7 +658,8 @@ def build_parser():
     parser.add_argument("--ids", help="file of item names (ID_START) or bare YouTube ids, one per line or as the "
                         "first CSV column (e.g. vggss_test.csv); only those items are processed")
     parser.add_argument("--classes", nargs="+", help="only items of these classes (quote each class name; "
-                        "names contain commas and spaces)")
+                        "names contain commas and spaces; vggss.json and vggsound.csv carry classes, .txt lists "
+                        "do not)")
     parser.add_argument("--limit", type=int, help="only the first LIMIT selected items (applied before skipping "
                         "finished ones, so a rerun finishes the same items)")
     parser.add_argument("--workers", type=int, default=4, help="parallel downloads (default 4)")

@@ -82,6 +82,12 @@ def test_bad_lists_end_in_one_line_naming_the_file(metadata_dir, tmp_path):
     broken = tmp_path / "broken.txt"
     broken.write_text("abcdefghijk_000003\nnot a name\n")
     assert f"{broken} line 2" in one_line_error(["--train_list", str(broken)] + out)
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    assert f"{nested} is nested too deeply" in one_line_error(["--json", str(nested)] + out)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert str(a_file) in one_line_error(["--out_dir", str(a_file), "--limit", "1"])
     empty = tmp_path / "empty.csv"
     empty.write_text("abcdefghijk,3,dog barking,test\n")
     assert "holds no items of split 'train'" in one_line_error(["--train_list", str(empty)] + out)
