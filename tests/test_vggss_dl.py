@@ -26,6 +26,7 @@ import scipy.io.wavfile
 from PIL import Image
 
 import clip_cutting
+import item_lists
 import vggss_dl
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ SERVED_IDS = ["abcdefghijk", "a-b_c-d_e-f", "slow-down-1"]
 
 def middle_second(name):
     """Time in the full video of the middle of an item's section."""
-    return vggss_dl.parse_item_name(name)[1] + 5
+    return item_lists.parse_item_name(name)[1] + 5
 
 
 class RangeRequestHandler(http.server.BaseHTTPRequestHandler):
@@ -194,13 +195,13 @@ def first_run(server, tmp_path_factory):
 
 
 def test_parse_item_name():
-    assert vggss_dl.parse_item_name("zpWuikVorYg_000032") == ("zpWuikVorYg", 32)
-    assert vggss_dl.parse_item_name("JIemsK_0lXc_000364") == ("JIemsK_0lXc", 364)
-    assert vggss_dl.parse_item_name("-_-_-_-_-_-_7") == ("-_-_-_-_-_-", 7)
+    assert item_lists.parse_item_name("zpWuikVorYg_000032") == ("zpWuikVorYg", 32)
+    assert item_lists.parse_item_name("JIemsK_0lXc_000364") == ("JIemsK_0lXc", 364)
+    assert item_lists.parse_item_name("-_-_-_-_-_-_7") == ("-_-_-_-_-_-", 7)
     for bad in ["zpWuikVorY_000032", "zpWuikVorYg000032", "zpWuikVorYg_", "zpWuik/orYg_000032",
                 "zpWuikVorYg_00003a", "../../etc/pa_000001", "zpWuikVorYg_000032 ", 32]:
         with pytest.raises(ValueError):
-            vggss_dl.parse_item_name(bad)
+            item_lists.parse_item_name(bad)
 
 
 def test_failure_reasons_of_ytdlp_messages():
@@ -230,7 +231,7 @@ def test_failure_reasons_of_ytdlp_messages():
 
 def test_dry_run_parses_and_selects_the_real_list(metadata_dir, tmp_path, capsys):
     real_json = str(metadata_dir / "vggss.json")
-    items = vggss_dl.load_items(real_json)
+    items = item_lists.load_items(real_json)
     raw = json.loads((metadata_dir / "vggss.json").read_text())
     assert [item.name for item in items] == [entry["file"] for entry in raw]
     assert all(len(item.video_id) == 11 and f"{item.video_id}_{item.start_seconds:06d}" == item.name for item in items)

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 import held_out
+import item_lists
 import vggss_dl
 from test_vggss_dl import PRESENT, RangeRequestHandler, frame_second, make_clock_video, middle_second
 
@@ -28,10 +29,10 @@ def test_shipped_training_lists_leave_out_the_test_items(metadata_dir, tmp_path,
     assert (f"left out {left_out} item(s) of {path}" in printed) == (left_out > 0)
     assert not out_dir.exists()  # a dry run writes nothing
 
-    items = vggss_dl.load_train_list(path)
+    items = item_lists.load_train_list(path)
     names = held_out.read_names(path)
     assert [item.name for item in items] == names  # every name parsed, in file order
-    kept, excluded = vggss_dl.leave_out_test_items(items)
+    kept, excluded = item_lists.leave_out_test_items(items)
     assert len(excluded) == left_out and len(kept) + len(excluded) == len(names)
     assert not {item.name for item in kept} & held_out.test_names("vggss")
     assert result["todo"] == [item.name for item in kept[:3]]
@@ -47,11 +48,11 @@ def test_vggsound_csv_takes_the_split_rows(tmp_path):
                         f'a-b_c-d_e-f,7,dog barking,test\n'
                         f'{VGGSS_TEST_ITEM[:11]},32,fire truck siren,train\n'
                         f'abcdefghijk,3,"female speech, woman speaking",train\n')
-    items = vggss_dl.load_train_list(str(vggsound), "train")
-    assert items == [vggss_dl.Item("abcdefghijk_000003", "abcdefghijk", 3, "female speech, woman speaking"),
-                     vggss_dl.Item(VGGSS_TEST_ITEM, VGGSS_TEST_ITEM[:11], 32, "fire truck siren")]
-    assert vggss_dl.load_train_list(str(vggsound), "test") == [
-        vggss_dl.Item("a-b_c-d_e-f_000007", "a-b_c-d_e-f", 7, "dog barking")]
+    items = item_lists.load_train_list(str(vggsound), "train")
+    assert items == [item_lists.Item("abcdefghijk_000003", "abcdefghijk", 3, "female speech, woman speaking"),
+                     item_lists.Item(VGGSS_TEST_ITEM, VGGSS_TEST_ITEM[:11], 32, "fire truck siren")]
+    assert item_lists.load_train_list(str(vggsound), "test") == [
+        item_lists.Item("a-b_c-d_e-f_000007", "a-b_c-d_e-f", 7, "dog barking")]
     result = vggss_dl.main(["--train_list", str(vggsound), "--out_dir", str(tmp_path / "o"), "--dry_run"])
     assert (result["left_out"], result["todo"]) == (1, ["abcdefghijk_000003"])
     result = vggss_dl.main(["--train_list", str(vggsound), "--out_dir", str(tmp_path / "o"), "--dry_run",
