@@ -47,6 +47,7 @@ import concurrent.futures
 import csv
 import datetime
 import errno
+import importlib.util
 import math
 import os
 import re
@@ -606,6 +607,8 @@ def main(argv=None):
         if missing:
             sys.exit(f"error: {' and '.join(missing)} not found on PATH; install ffmpeg "
                      "(apt-get install ffmpeg, or conda install -c conda-forge ffmpeg)")
+        if args.from_videos is None and importlib.util.find_spec("yt_dlp") is None:
+            sys.exit(f"error: yt-dlp is not installed for {sys.executable}; pip install -r requirements.txt")
     try:
         items, left_out, list_path = read_item_list(args)
         keys = read_id_file(args.ids) if args.ids else None
