@@ -202,7 +202,7 @@ def run_videos(arguments, model, settings):
     written, skipped = 0, []
     for path, name in zip(paths, output_names(paths)):
         try:
-            summary = video_prediction.predict_video(model, settings, path, name, arguments.out_dir, options, forward)
+            summary = video_prediction.predict_video(forward, settings, path, name, arguments.out_dir, options)
         except (video.VideoError, ValueError) as error:
             if arguments.video:
                 raise SystemExit(f"error: {printable(str(error))}")
@@ -225,8 +225,11 @@ def run_videos(arguments, model, settings):
 
 def main(argv=None):
     arguments = parse_arguments(argv)
-    if arguments.video and not os.path.isfile(arguments.video):
-        raise SystemExit(f"error: file not found: {printable(arguments.video)}")
+    if arguments.video:  # a bad video ends here, before the model is loaded
+        try:
+            video_prediction.check_video(arguments.video)
+        except video.VideoError as error:
+            raise SystemExit(f"error: {printable(str(error))}")
     if arguments.data_dir:
         pairs = preprocessing.require_pairs(arguments.data_dir)
     elif arguments.image:

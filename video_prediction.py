@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 import preprocessing
 import video
-from heatmaps import COLOUR_MAP, colour_overlay, draw_panels, frame_pixels, make_forward, upsample
+from heatmaps import COLOUR_MAP, colour_overlay, draw_panels, frame_pixels, upsample
 
 DEFAULT_HEATMAP_FPS = 4.0
 STRIP_PANELS = 8
@@ -257,7 +257,8 @@ def draw_strip(name, strip, maps, low, high, resize):
     """
     count = len(strip)
     height, width = strip[0][1].shape[:2]
-    figure, axes = plt.subplots(1, count, figsize=(2.2 * count * width / height + 1.0, 2.9), dpi=100, squeeze=False)
+    figure, axes = plt.subplots(1, count, figsize=(1.9 * count * width / height + 0.9, 2.45), dpi=100, squeeze=False,
+                                layout="constrained")
     for axis, (time, thumbnail, ordinal) in zip(axes[0], strip):
         axis.imshow(overlay_frame(thumbnail, maps[ordinal], low, high, resize))
         axis.set_title(f"t = {time:.2f} s", fontsize=10)
@@ -321,17 +322,25 @@ class StagedFiles:
         self.staged = []
 
 
-def predict_video(model, settings, path, name, out_dir, options, forward=None):
+def check_video(path):
+    """Probe a video and require an audio track: its VideoInfo, or VideoError naming the problem."""
+    info = video.probe(path)
+    if not info.has_audio:
+        raise video.VideoError(f"{path}: no audio track (the model needs the sound)")
+    return info
+
+
+def predict_video(forward, settings, path, name, out_dir, options):
     """Every output of one video (see the module docstring); nothing is left behind when anything fails.
 
     Args:
-        model: an LVSModel.
+        forward: the model's forward (heatmaps.make_forward(model)): {"frame", "spectrogram"} batch ->
+            {"similarity", "positive_mask"}.
         settings: its preprocessing settings (predict.py may override the sample rate of an official checkpoint).
         path: the video file.
         name: the outputs' name stem.
         out_dir: the output folder (created if missing).
         options: VideoOptions.
-        forward: optional make_forward(model) to reuse across videos.
 
     Returns:
         dict: the written paths, frame_count, map count, the colour scale (low, high).
@@ -339,10 +348,7 @@ def predict_video(model, settings, path, name, out_dir, options, forward=None):
     Raises:
         video.VideoError: the video cannot be used (one line naming it and why).
     """
-    forward = forward or make_forward(model)
-    info = video.probe(path)
-    if not info.has_audio:
-        raise video.VideoError(f"{path}: no audio track (the model needs the sound)")
+    info = check_video(path)
     start, seconds = span_of(info, options)
     audio_seconds = settings["audio_seconds"]
     audio_offset = max(0.0, start - audio_seconds)
