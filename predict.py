@@ -133,19 +133,14 @@ def output_names(paths):
     return names
 
 
-def printable(path):
-    """A path as text that can always be printed (undecodable bytes of a file name shown as U+FFFD)."""
-    return os.fsencode(path).decode("utf-8", "replace")
-
-
 def single_pair(image_path, audio_path):
     """A one-item pair list for --image/--audio, checked like find_pairs does."""
     for path in (image_path, audio_path):
         if not os.path.isfile(path):
-            raise SystemExit(f"error: file not found: {printable(path)}")
+            raise SystemExit(f"error: file not found: {preprocessing.printable(path)}")
     problem = preprocessing.check_pair(image_path, audio_path)
     if problem:
-        raise SystemExit(f"error: {printable(problem)}")
+        raise SystemExit(f"error: {preprocessing.printable(problem)}")
     name = os.path.splitext(os.path.basename(image_path))[0]
     return [preprocessing.Pair(name, image_path, audio_path)]
 
@@ -163,11 +158,11 @@ def load_model_and_settings(checkpoint, sample_rate):
     try:
         model = load_checkpoint(checkpoint)
     except ValueError as error:
-        raise SystemExit(f"error: {printable(str(error))}")
+        raise SystemExit(f"error: {preprocessing.printable(str(error))}")
     settings = dict(model.settings)
     if sample_rate is not None:
         if not checkpoint.endswith(TORCH_CHECKPOINT_EXTENSIONS) and sample_rate != settings["sample_rate"]:
-            raise SystemExit(f"error: --sample_rate is for official .pth.tar checkpoints; {printable(checkpoint)} "
+            raise SystemExit(f"error: --sample_rate is for official .pth.tar checkpoints; {preprocessing.printable(checkpoint)} "
                              f"was trained at {settings['sample_rate']} and carries it")
         settings["sample_rate"] = sample_rate
     return model, settings
@@ -178,7 +173,7 @@ def list_videos(folder):
     try:
         entries = sorted(os.listdir(folder))
     except OSError as error:
-        raise SystemExit(f"error: cannot read the video folder {printable(folder)}: {error.strerror}")
+        raise SystemExit(f"error: cannot read the video folder {preprocessing.printable(folder)}: {error.strerror}")
     return [os.path.join(folder, entry) for entry in entries
             if not entry.startswith(".") and os.path.splitext(entry)[1].lower() in video.VIDEO_EXTENSIONS]
 
@@ -193,10 +188,10 @@ def run_videos(arguments, model, settings):
         paths = [arguments.video]
     else:
         if not os.path.isdir(arguments.video_dir):
-            raise SystemExit(f"error: video folder not found: {printable(arguments.video_dir)}")
+            raise SystemExit(f"error: video folder not found: {preprocessing.printable(arguments.video_dir)}")
         paths = list_videos(arguments.video_dir)[: arguments.limit]
         if not paths:
-            raise SystemExit(f"error: no video files in {printable(arguments.video_dir)} "
+            raise SystemExit(f"error: no video files in {preprocessing.printable(arguments.video_dir)} "
                              f"(extensions: {', '.join(video.VIDEO_EXTENSIONS)})")
     forward = make_forward(model)
     written, skipped = 0, []
@@ -205,15 +200,15 @@ def run_videos(arguments, model, settings):
             summary = video_prediction.predict_video(forward, settings, path, name, arguments.out_dir, options)
         except (video.VideoError, ValueError) as error:
             if arguments.video:
-                raise SystemExit(f"error: {printable(str(error))}")
-            skipped.append(printable(str(error)))
+                raise SystemExit(f"error: {preprocessing.printable(str(error))}")
+            skipped.append(preprocessing.printable(str(error)))
             print(f"skipped {skipped[-1]}", file=sys.stderr)
             continue
         except OSError as error:
-            raise SystemExit(f"error: cannot write to {printable(arguments.out_dir)}: {error.strerror or error}")
+            raise SystemExit(f"error: cannot write to {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
         low, high = summary["scale"]
-        print(f"{printable(name)}: {summary['frame_count']} frames, {summary['map_count']} heatmaps, colour scale "
-              f"{low:.3f} to {high:.3f} -> {printable(summary['outputs']['video'])}")
+        print(f"{preprocessing.printable(name)}: {summary['frame_count']} frames, {summary['map_count']} heatmaps, colour scale "
+              f"{low:.3f} to {high:.3f} -> {preprocessing.printable(summary['outputs']['video'])}")
         written += 1
     if skipped:
         print(f"{len(skipped)} video(s) skipped:", file=sys.stderr)
@@ -229,7 +224,7 @@ def main(argv=None):
         try:
             video_prediction.check_video(arguments.video)
         except video.VideoError as error:
-            raise SystemExit(f"error: {printable(str(error))}")
+            raise SystemExit(f"error: {preprocessing.printable(str(error))}")
     if arguments.data_dir:
         pairs = preprocessing.require_pairs(arguments.data_dir)
     elif arguments.image:
@@ -243,7 +238,7 @@ def main(argv=None):
     try:
         os.makedirs(arguments.out_dir, exist_ok=True)
     except OSError as error:
-        raise SystemExit(f"error: cannot create {printable(arguments.out_dir)}: {error.strerror or error}")
+        raise SystemExit(f"error: cannot create {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     written = 0
     try:
         for name, frame, similarity, mask in predict_maps(model, pairs, arguments.batch_size, settings=settings,
@@ -255,9 +250,9 @@ def main(argv=None):
                     np.save(temporary, similarity.astype(np.float32))
             written += 1
     except OSError as error:
-        raise SystemExit(f"error: cannot write to {printable(arguments.out_dir)}: {error.strerror or error}")
+        raise SystemExit(f"error: cannot write to {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     failed = len(pairs) - written
-    print(f"wrote {written} figure(s) to {printable(arguments.out_dir)}"
+    print(f"wrote {written} figure(s) to {preprocessing.printable(arguments.out_dir)}"
           + (f"; {failed} pair(s) failed to decode" if failed else ""))
     if written == 0:
         raise SystemExit("error: no pair could be decoded")

@@ -221,7 +221,7 @@ def extract_audio(path, wav_path, start=0.0, duration=None):
     if result.returncode != 0 or message.strip():
         if "matches no streams" in message:
             raise VideoError(f"{path}: no audio track (the model needs the sound)")
-        raise VideoError(f"{path}: damaged audio track (ffmpeg: {_last_error_line(message)})")
+        raise VideoError(f"{path}: damaged or truncated audio track (ffmpeg: {_last_error_line(message)})")
 
 
 class VideoWriter:
