@@ -9,13 +9,15 @@ and the sound is the first object's tone during the first half of the clip and t
 the sound switches between the two objects once, at --switch seconds. The frame alone cannot tell which object
 sounds; the heatmap must follow the audio.
 
-Written to --out_dir: demo_video.mp4 (H.264 + AAC) and demo_video.json, the sounding object's box at every frame
-({"fps", "switch_seconds", "frames": [{"time", "sounding", "box": [xmin, ymin, xmax, ymax]}]}, normalised 0..1).
+Written to --out_dir: demo_video.mp4 (H.264 + AAC) and demo_video.json, the objects' boxes at every frame
+({"fps", "switch_seconds", "frames": [{"time", "sounding", "box", "silent_box"}]}, boxes [xmin, ymin, xmax, ymax]
+normalised to 0..1).
 Deterministic for given arguments (the pictures and sounds; the H.264 bytes may differ between ffmpeg builds).
 
 Run from the repository root (this exact command regenerates the committed clip):
 
     python data/make_demo_video.py --out_dir data/demo
+    python data/make_demo_video.py --score runs/demo/video/demo_video     (after predict.py --save_heatmaps)
 """
 
 import argparse
@@ -112,11 +114,38 @@ def write_demo_video(out_dir, seconds=8.0, switch=4.0, size=224, fps=25, sample_
                 writer.write(render_frame(background, classes, boxes, size))
                 sounding = 0 if time < switch else 1
                 records.append({"time": round(time, 6), "sounding": SOUNDING_CLASSES[sounding],
-                                "box": [round(value, 6) for value in boxes[sounding]]})
+                                "box": [round(value, 6) for value in boxes[sounding]],
+                                "silent_box": [round(value, 6) for value in boxes[1 - sounding]]})
     description = {"fps": fps, "switch_seconds": switch, "frames": records}
     with open(os.path.join(out_dir, "demo_video.json"), "w") as handle:
         json.dump(description, handle)
     return path
+
+
+def peak_in_box(description, heatmaps, times, resize="crop"):
+    """For every computed map of the demo clip, whether its peak lies inside the sounding object's box.
+
+    Args:
+        description: demo_video.json's content.
+        heatmaps: T x h x w maps (predict.py --save_heatmaps: NAME_heatmaps.npy) of the square clip.
+        times: their T times in seconds (NAME_times.npy).
+        resize: how predict.py fed the frames (a square frame gives the same view either way).
+
+    Returns:
+        (inside, nearer): lists of booleans, one per map: the peak (centre of the map's largest cell) lies inside
+        the sounding object's box; the peak is nearer the sounding object's box centre than the silent one's.
+    """
+    fps = description["fps"]
+    inside, nearer = [], []
+    for heatmap, time in zip(heatmaps, times):
+        record = description["frames"][min(int(round(time * fps)), len(description["frames"]) - 1)]
+        row, column = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+        peak = np.array([(column + 0.5) / heatmap.shape[1], (row + 0.5) / heatmap.shape[0]])  # x, y in 0..1
+        box, silent = np.array(record["box"]), np.array(record["silent_box"])
+        inside.append(bool(box[0] <= peak[0] <= box[2] and box[1] <= peak[1] <= box[3]))
+        distance = [np.linalg.norm(peak - (corners[:2] + corners[2:]) / 2) for corners in (box, silent)]
+        nearer.append(bool(distance[0] < distance[1]))
+    return inside, nearer
 
 
 def main():
@@ -128,7 +157,21 @@ def main():
     parser.add_argument("--fps", type=int, default=25, help="frame rate (default: 25)")
     parser.add_argument("--sample_rate", type=int, default=16000, help="audio rate in Hz (default: 16000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the background and the sounds (default: 0)")
+    parser.add_argument("--score", metavar="PREFIX",
+                        help="instead of generating: score PREFIX_heatmaps.npy / PREFIX_times.npy (predict.py "
+                             "--save_heatmaps on the clip): how often the map's peak is on the sounding object")
     arguments = parser.parse_args()
+    if arguments.score:
+        try:
+            with open(os.path.join(arguments.out_dir, "demo_video.json")) as handle:
+                description = json.load(handle)
+            inside, nearer = peak_in_box(description, np.load(f"{arguments.score}_heatmaps.npy"),
+                                         np.load(f"{arguments.score}_times.npy"))
+        except (OSError, ValueError, KeyError) as error:
+            sys.exit(f"error: cannot score {arguments.score}: {error}")
+        print(f"of {len(inside)} heatmaps, the peak is nearer the sounding object than the silent one in "
+              f"{sum(nearer)} and inside its box in {sum(inside)}")
+        return
     if not (math.isfinite(arguments.seconds) and arguments.seconds > 0 and arguments.size >= 32 and arguments.fps >= 1):
         parser.error("--seconds must be > 0, --size >= 32 and --fps >= 1")
     try:
