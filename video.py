@@ -45,7 +45,7 @@ class VideoInfo:
     """What ffprobe says about a file's first video stream and first audio stream.
 
     Attributes:
-        width, height: frame size in pixels (after the stream's rotation is not applied: ffmpeg rotates on decode).
+        width, height: frame size in pixels as decoded, upright (a rotated phone video's sides are swapped).
         fps: frame rate as a Fraction (the stream's average rate, else its base rate).
         duration: seconds (the container's duration, else the stream's).
         has_audio: whether the file has an audio stream.
@@ -79,6 +79,20 @@ def _rate(text):
     except (ValueError, ZeroDivisionError, TypeError):
         return None
     return value if 0 < value <= 1000 else None
+
+
+def _rotation(stream):
+    """The display rotation of a video stream in degrees (display matrix side data, or the older rotate tag)."""
+    for side_data in stream.get("side_data_list", []):
+        if "rotation" in side_data:
+            try:
+                return int(round(float(side_data["rotation"])))
+            except (TypeError, ValueError):
+                return 0
+    try:
+        return int(stream.get("tags", {}).get("rotate", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def probe(path):
@@ -116,6 +130,8 @@ def probe(path):
         raise VideoError(f"{path}: no video stream")
     stream = video_streams[0]
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    if _rotation(stream) % 180 == 90:  # ffmpeg turns the frames upright on decode (phone videos)
+        width, height = height, width
     if width < 1 or height < 1 or width * height > MAX_PIXELS:
         raise VideoError(f"{path}: impossible frame size {width} x {height}")
     fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))

@@ -35,6 +35,7 @@ import math
 import os
 import tempfile
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -143,6 +144,17 @@ def overlay_frame(pixels, heatmap, low, high, resize):
     region = pixels[y0:y1, x0:x1]
     output[y0:y1, x0:x1] = colour_overlay(region, upsample(heatmap, (x1 - x0, y1 - y0)), low, high)
     return output
+
+
+def label_time(pixels, seconds):
+    """Write "t = 1.24 s" in the frame's top-left corner (white on a dark outline), in place; returns the frame."""
+    scale = max(pixels.shape[0], 120) / 480.0
+    position = (int(6 + 4 * scale), int(8 + 22 * scale))
+    text = f"t = {seconds:.2f} s"
+    cv2.putText(pixels, text, position, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, int(4 * scale)), cv2.LINE_AA)
+    cv2.putText(pixels, text, position, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(1.5 * scale)),
+                cv2.LINE_AA)
+    return pixels
 
 
 def interpolated_map(index, indices, maps):
@@ -293,7 +305,8 @@ def render_video(path, out_path, info, options, result, low, high, label):
             if index >= frame_count:
                 break
             heatmap = interpolated_map(index, result["indices"], result["maps"])
-            writer.write(overlay_frame(pixels, heatmap, low, high, options.resize))
+            writer.write(label_time(overlay_frame(pixels, heatmap, low, high, options.resize),
+                                    start + index / float(info.fps)))
 
 
 class StagedFiles:

@@ -148,6 +148,17 @@ def test_broken_truncated_and_silent_videos_leave_nothing(clip, tmp_path):
         assert not out.exists() or list(out.iterdir()) == []  # no output, no temporary file
 
 
+def test_rotated_video_is_read_upright(tmp_path):
+    source = write_video(tmp_path / "wide.mp4", coded_frames(5, 64, 48), FPS, tones([(LOW_TONE, 0.2)], RATE))
+    rotated = tmp_path / "rotated.mp4"  # as a phone stores a portrait video: landscape pixels + a display rotation
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                    str(rotated)], check=True)
+    info = video.probe(str(rotated))
+    assert (info.width, info.height) == (48, 64)
+    frames = list(video.read_frames(str(rotated), info.fps))
+    assert len(frames) == 5 and frames[0].shape == (64, 48, 3)
+
+
 def test_writer_removes_its_file_on_failure(tmp_path):
     path = tmp_path / "out.mp4"
     with pytest.raises(ValueError, match="frame must be"):
