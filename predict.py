@@ -218,8 +218,23 @@ def run_videos(arguments, model, settings):
         raise SystemExit("error: no video could be used")
 
 
+def check_out_dir(out_dir):
+    """Stop with one line, before any work, when the output folder cannot be a writable folder."""
+    existing = out_dir
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing.rstrip(os.sep))
+    existing = existing or "."
+    if not os.path.isdir(existing):
+        raise SystemExit(f"error: --out_dir {preprocessing.printable(out_dir)}: {preprocessing.printable(existing)} "
+                         "is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"error: --out_dir {preprocessing.printable(out_dir)}: cannot write in "
+                         f"{preprocessing.printable(existing)}")
+
+
 def main(argv=None):
     arguments = parse_arguments(argv)
+    check_out_dir(arguments.out_dir)
     if arguments.video:  # a bad video ends here, before the model is loaded
         try:
             video_prediction.check_video(arguments.video)

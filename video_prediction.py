@@ -372,7 +372,7 @@ def predict_video(forward, settings, path, name, out_dir, options):
             samples, rate = preprocessing.read_audio(wav_path, settings["sample_rate"])
         except ValueError as error:
             raise video.VideoError(f"{path}: unusable audio track ({error})")
-    label = name if len(name) <= 24 else name[:21] + "..."
+    label = preprocessing.printable(name if len(name) <= 24 else name[:21] + "...")
     result = compute_heatmaps(forward, path, info, settings, options, samples, rate, audio_offset, label)
     low, high = float(result["maps"].min()), float(result["maps"].max())
     os.makedirs(out_dir, exist_ok=True)

@@ -76,7 +76,8 @@ def test_bad_video_flags(checkpoint, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", coded_frames(25), 25, tones([(440.0, 1.0)], 16000))
     for arguments, message in [(["--start", "5"], "past the video's end"),
                                (["--sample_rate", "16000"], "--sample_rate is for official"),
-                               (["--heatmap_fps", "0"], None), (["--start", "nan"], None)]:
+                               (["--heatmap_fps", "0"], None), (["--start", "nan"], None),
+                               (["--out_dir", str(clip)], "is a file, not a folder")]:
         with pytest.raises(SystemExit) as stop:
             predict.main(["--checkpoint", str(checkpoint), "--video", str(clip), "--out_dir", str(tmp_path / "o"),
                           *arguments])
