@@ -1,97 +1,37 @@
-"""Draw where the sound comes from: a four-panel figure for every frame/wav pair.
+"""Draw where the sound comes from: a four-panel figure for every frame/audio pair, or a heatmap video.
 
 Panels: the frame (as the model sees it), the full heatmap S_ii (cosine similarity of every location with the
 sound), the strongly positive heatmap m_ip = sigmoid((S_ii - eps_pos) / tau), and the frame clipped by the
-positive region. The preprocessing settings come from the checkpoint, so no flags are needed to match them.
+positive region. The preprocessing settings come from the checkpoint, so no flags are needed to match them
+(an official .pth.tar carries none: --sample_rate overrides its 16 kHz). Videos (--video, --video_dir): see
+video_prediction.py for the outputs and their rules.
 
 Usage:
     python predict.py --checkpoint runs/demo/model.keras --data_dir data/demo/test --out_dir runs/demo/predictions
-    python predict.py --checkpoint lvs_vggss.pth.tar --image frame.jpg --audio sound.wav --out_dir out
+    python predict.py --checkpoint lvs_vggss.pth.tar --image frame.jpg --audio sound.mp3 --out_dir out
+    python predict.py --checkpoint runs/demo/model.keras --video clip.mp4 --out_dir out --save_heatmaps
     (--save_heatmaps also writes NAME.npy, the raw h x w S_ii map, float32, before any upsampling)
 """
 
 import argparse
+import collections
 import os
 import sys
 
-import cv2
-import matplotlib
+import numpy as np
+import tensorflow as tf  # noqa: F401  (imported before the modules that build graphs)
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import preprocessing  # noqa: E402
-from arguments import positive_int  # noqa: E402
-from model import load_checkpoint  # noqa: E402
-from atomic import atomic_path  # noqa: E402
+import preprocessing
+import video
+import video_prediction
+from arguments import positive_float, positive_int
+from atomic import atomic_path
+from heatmaps import draw_panels, frame_pixels, make_forward, save_figure, upsample  # noqa: F401 (evaluate.py)
+from model import TORCH_CHECKPOINT_EXTENSIONS, load_checkpoint
 
 
-def frame_pixels(frame):
-    """Undo the ImageNet normalisation: S x S x 3 model input -> S x S x 3 RGB in [0, 1]."""
-    return np.clip(frame * preprocessing.IMAGENET_STD + preprocessing.IMAGENET_MEAN, 0.0, 1.0)
-
-
-def upsample(heatmap, size):
-    """Bilinear resize (cv2 INTER_LINEAR, as the official evaluation) of an h x w map to size x size."""
-    return cv2.resize(np.asarray(heatmap, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def draw_panels(frame, similarity, positive_mask, title, boxes=None, caption=None):
-    """The four-panel figure of one prediction.
-
-    Args:
-        frame: S x S x 3 RGB in [0, 1].
-        similarity: h x w raw S_ii map.
-        positive_mask: h x w m_ip map.
-        title: figure title (the pair's name).
-        boxes: optional ground-truth boxes [xmin, ymin, xmax, ymax] normalised to 0..1, drawn on every panel.
-        caption: optional text under the title (a score, say).
-
-    Returns:
-        The matplotlib figure (the caller saves and closes it).
-    """
-    size = frame.shape[0]
-    similarity_large = upsample(similarity, size)
-    mask_large = np.clip(upsample(positive_mask, size), 0.0, 1.0)
-    figure, axes = plt.subplots(1, 4, figsize=(13, 3.8), dpi=100)
-    axes[0].imshow(frame)
-    axes[0].set_title("frame")
-    axes[1].imshow(frame)
-    # the map's own range: cosine values of one frame sit in a narrow band of [-1, 1]
-    shown = axes[1].imshow(similarity_large, cmap="jet", alpha=0.5, vmin=float(similarity.min()),
-                           vmax=float(similarity.max()) + 1e-6)
-    axes[1].set_title(f"heatmap S_ii ({similarity.min():.2f} to {similarity.max():.2f})")
-    figure.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02)
-    axes[2].imshow(frame)
-    shown = axes[2].imshow(mask_large, cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    axes[2].set_title(f"positive m_ip ({(positive_mask > 0.5).mean():.0%} > 0.5)")
-    figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
-    axes[3].imshow(frame * mask_large[..., None])
-    axes[3].set_title("frame x positive region")
-    for axis in axes:
-        axis.set_xticks([])
-        axis.set_yticks([])
-        for box in boxes or []:
-            xmin, ymin, xmax, ymax = [value * size for value in box]
-            axis.add_patch(matplotlib.patches.Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False,
-                                                        edgecolor="white", linewidth=2, linestyle="--"))
-    figure.suptitle(title if caption is None else f"{title}\n{caption}", fontsize=11)
-    figure.tight_layout()
-    return figure
-
-
-def save_figure(figure, path):
-    """Save a figure as PNG atomically and close it."""
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
-    plt.close(figure)
-
-
-def predict_maps(model, pairs, batch_size=16, description="predicting"):
+def predict_maps(model, pairs, batch_size=16, description="predicting", settings=None, resize="crop"):
     """Run the model over pairs in batches.
 
     Args:
@@ -99,12 +39,16 @@ def predict_maps(model, pairs, batch_size=16, description="predicting"):
         pairs: list of preprocessing.Pair.
         batch_size: pairs per forward pass.
         description: progress bar label.
+        settings: preprocessing settings (default: the model's own).
+        resize: "crop" or "squash" (preprocessing.RESIZE_MODES).
 
     Yields:
         (name, frame S x S x 3 in [0, 1], similarity h x w, positive mask h x w) for every pair that decoded.
     """
-    dataset = preprocessing.make_dataset(pairs, model.settings, training=False, batch_size=batch_size, with_names=True)
-    forward = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)  # bench.py: 1.3-2x eager
+    settings = settings or model.settings
+    dataset = preprocessing.make_dataset(pairs, settings, training=False, batch_size=batch_size, with_names=True,
+                                         resize=resize)
+    forward = make_forward(model)
     with tqdm(total=len(pairs), desc=description, unit="pair") as progress:
         for inputs, names in dataset:
             outputs = forward(inputs)
@@ -116,58 +60,215 @@ def predict_maps(model, pairs, batch_size=16, description="predicting"):
             progress.update(len(names))
 
 
+def sample_rate_value(text):
+    """--sample_rate: an integer number of Hz, or "native" (each file at its own rate)."""
+    if text == preprocessing.NATIVE:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer number of Hz or {preprocessing.NATIVE!r}, got {text}")
+    if value < 1000:
+        raise argparse.ArgumentTypeError(f"must be at least 1000 Hz, got {text}")
+    return value
+
+
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="model.keras from train.py, or an official LVS .pth.tar")
-    parser.add_argument("--data_dir", help="folder of NAME.jpg|.png + NAME.wav pairs")
+    parser.add_argument("--data_dir", help="folder of NAME.jpg|.png + NAME.wav (or .flac/.ogg/.mp3/.m4a) pairs")
     parser.add_argument("--image", help="one frame (with --audio) instead of --data_dir")
-    parser.add_argument("--audio", help="the wav that goes with --image")
-    parser.add_argument("--out_dir", default="predictions", help="where NAME.png (and NAME.npy) go (default: predictions)")
+    parser.add_argument("--audio", help="the sound that goes with --image (wav, flac, ogg, mp3, m4a, aac)")
+    parser.add_argument("--video", help="one video (any file ffmpeg reads): writes NAME_heatmap.mp4, NAME.png, "
+                                        "NAME_strip.png")
+    parser.add_argument("--video_dir", help="every video in a folder (mp4, mkv, webm, avi, mov, ...), not recursive")
+    parser.add_argument("--out_dir", default="predictions", help="where the outputs go (default: predictions)")
     parser.add_argument("--batch_size", type=positive_int, default=16, help="pairs per forward pass (default: 16)")
-    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N pairs, by name")
-    parser.add_argument("--save_heatmaps", action="store_true", help="also write NAME.npy: the raw h x w S_ii map, float32")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N pairs or videos, by name")
+    parser.add_argument("--save_heatmaps", action="store_true",
+                        help="also write the raw S_ii maps, float32: NAME.npy (h x w) for a pair, "
+                             "NAME_heatmaps.npy (T x h x w) and NAME_times.npy (seconds) for a video")
+    parser.add_argument("--sample_rate", type=sample_rate_value, default=None,
+                        help="the audio rate an official .pth.tar expects, in Hz or 'native' (default: 16000, "
+                             "the official recipe); a .keras model carries its own")
+    parser.add_argument("--resize", choices=preprocessing.RESIZE_MODES, default="crop",
+                        help="frames: crop = shorter side + centre crop (LVS, default); squash = the whole frame "
+                             "resized to a square (EZ-VSL family)")
+    parser.add_argument("--start", type=float, default=0.0, help="video: first second of the span (default: 0)")
+    parser.add_argument("--duration", type=positive_float, default=None,
+                        help="video: seconds of the span (default: to the end)")
+    parser.add_argument("--heatmap_fps", type=positive_float, default=video_prediction.DEFAULT_HEATMAP_FPS,
+                        help="video: maps computed per second, interpolated between "
+                             f"(default: {video_prediction.DEFAULT_HEATMAP_FPS:g})")
+    parser.add_argument("--max_side", type=positive_int, default=None,
+                        help="video: scale the output video so its longer side is at most this many pixels")
     arguments = parser.parse_args(argv)
     if bool(arguments.image) != bool(arguments.audio):
         parser.error("--image and --audio go together")
-    if bool(arguments.data_dir) == bool(arguments.image):
-        parser.error("give either --data_dir or --image with --audio")
+    sources = [bool(arguments.data_dir), bool(arguments.image), bool(arguments.video), bool(arguments.video_dir)]
+    if sum(sources) != 1:
+        parser.error("give one of --data_dir, --image with --audio, --video or --video_dir")
+    if not (arguments.start >= 0 and np.isfinite(arguments.start)):
+        parser.error(f"--start must be a finite number of seconds >= 0, got {arguments.start}")
+    if arguments.max_side is not None and arguments.max_side < 16:
+        parser.error(f"--max_side must be at least 16 pixels, got {arguments.max_side}")
     return arguments
+
+
+def output_names(paths):
+    """One output name per input file: its stem, or stem_ext when two inputs share a stem (a.jpg and a.png).
+
+    Args:
+        paths: input file paths.
+
+    Returns:
+        list of names, unique, in the order of paths.
+    """
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    counts = collections.Counter(stems)
+    names = [stem if counts[stem] == 1 else f"{stem}_{os.path.splitext(path)[1].lstrip('.').lower()}"
+             for stem, path in zip(stems, paths)]
+    if len(set(names)) != len(names):  # a.JPG and a.jpg: fall back on the position
+        names = [f"{name}_{index}" for index, name in enumerate(names)]
+    return names
 
 
 def single_pair(image_path, audio_path):
     """A one-item pair list for --image/--audio, checked like find_pairs does."""
     for path in (image_path, audio_path):
         if not os.path.isfile(path):
-            raise SystemExit(f"error: file not found: {path}")
+            raise SystemExit(f"error: file not found: {preprocessing.printable(path)}")
     problem = preprocessing.check_pair(image_path, audio_path)
     if problem:
-        raise SystemExit(f"error: {problem}")
+        raise SystemExit(f"error: {preprocessing.printable(problem)}")
     name = os.path.splitext(os.path.basename(image_path))[0]
     return [preprocessing.Pair(name, image_path, audio_path)]
 
 
+def load_model_and_settings(checkpoint, sample_rate):
+    """The model and the preprocessing settings to feed it.
+
+    Args:
+        checkpoint: .keras or official .pth.tar path.
+        sample_rate: --sample_rate (None: the checkpoint's own, 16 kHz for an official one).
+
+    Returns:
+        (model, settings dict).
+    """
+    try:
+        model = load_checkpoint(checkpoint)
+    except ValueError as error:
+        raise SystemExit(f"error: {preprocessing.printable(str(error))}")
+    settings = dict(model.settings)
+    if sample_rate is not None:
+        if not checkpoint.endswith(TORCH_CHECKPOINT_EXTENSIONS) and sample_rate != settings["sample_rate"]:
+            raise SystemExit(f"error: --sample_rate is for official .pth.tar checkpoints; {preprocessing.printable(checkpoint)} "
+                             f"was trained at {settings['sample_rate']} and carries it")
+        settings["sample_rate"] = sample_rate
+    return model, settings
+
+
+def list_videos(folder):
+    """The video files of a folder (by extension, not recursive, hidden files left out), sorted; no globbing."""
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as error:
+        raise SystemExit(f"error: cannot read the video folder {preprocessing.printable(folder)}: {error.strerror}")
+    return [os.path.join(folder, entry) for entry in entries
+            if not entry.startswith(".") and os.path.splitext(entry)[1].lower() in video.VIDEO_EXTENSIONS]
+
+
+def run_videos(arguments, model, settings):
+    """--video / --video_dir: heatmap videos; a bad video is one error line (--video) or a named skip (folder)."""
+    options = video_prediction.VideoOptions(
+        start=arguments.start, duration=arguments.duration, heatmap_fps=arguments.heatmap_fps,
+        max_side=arguments.max_side, batch_size=arguments.batch_size, resize=arguments.resize,
+        save_heatmaps=arguments.save_heatmaps)
+    if arguments.video:
+        paths = [arguments.video]
+    else:
+        if not os.path.isdir(arguments.video_dir):
+            raise SystemExit(f"error: video folder not found: {preprocessing.printable(arguments.video_dir)}")
+        paths = list_videos(arguments.video_dir)[: arguments.limit]
+        if not paths:
+            raise SystemExit(f"error: no video files in {preprocessing.printable(arguments.video_dir)} "
+                             f"(extensions: {', '.join(video.VIDEO_EXTENSIONS)})")
+    forward = make_forward(model)
+    written, skipped = 0, []
+    for path, name in zip(paths, output_names(paths)):
+        try:
+            summary = video_prediction.predict_video(forward, settings, path, name, arguments.out_dir, options)
+        except (video.VideoError, ValueError) as error:
+            if arguments.video:
+                raise SystemExit(f"error: {preprocessing.printable(str(error))}")
+            skipped.append(preprocessing.printable(str(error)))
+            print(f"skipped {skipped[-1]}", file=sys.stderr)
+            continue
+        except OSError as error:
+            raise SystemExit(f"error: cannot write to {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
+        low, high = summary["scale"]
+        print(f"{preprocessing.printable(name)}: {summary['frame_count']} frames, {summary['map_count']} heatmaps, colour scale "
+              f"{low:.3f} to {high:.3f} -> {preprocessing.printable(summary['outputs']['video'])}")
+        written += 1
+    if skipped:
+        print(f"{len(skipped)} video(s) skipped:", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+    if written == 0:
+        raise SystemExit("error: no video could be used")
+
+
+def check_out_dir(out_dir):
+    """Stop with one line, before any work, when the output folder cannot be a writable folder."""
+    existing = out_dir
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing.rstrip(os.sep))
+    existing = existing or "."
+    if not os.path.isdir(existing):
+        raise SystemExit(f"error: --out_dir {preprocessing.printable(out_dir)}: {preprocessing.printable(existing)} "
+                         "is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"error: --out_dir {preprocessing.printable(out_dir)}: cannot write in "
+                         f"{preprocessing.printable(existing)}")
+
+
 def main(argv=None):
     arguments = parse_arguments(argv)
+    check_out_dir(arguments.out_dir)
+    if arguments.video:  # a bad video ends here, before the model is loaded
+        try:
+            video_prediction.check_video(arguments.video)
+        except video.VideoError as error:
+            raise SystemExit(f"error: {preprocessing.printable(str(error))}")
     if arguments.data_dir:
         pairs = preprocessing.require_pairs(arguments.data_dir)
-    else:
+    elif arguments.image:
         pairs = single_pair(arguments.image, arguments.audio)
+    model, settings = load_model_and_settings(arguments.checkpoint, arguments.sample_rate)
+    if arguments.video or arguments.video_dir:
+        return run_videos(arguments, model, settings)
     pairs = pairs[: arguments.limit] if arguments.limit else pairs
+    names = output_names([pair.image_path for pair in pairs])
+    pairs = [pair._replace(name=name) for pair, name in zip(pairs, names)]
     try:
-        model = load_checkpoint(arguments.checkpoint)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}")
-    os.makedirs(arguments.out_dir, exist_ok=True)
+        os.makedirs(arguments.out_dir, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"error: cannot create {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     written = 0
-    for name, frame, similarity, mask in predict_maps(model, pairs, arguments.batch_size):
-        figure = draw_panels(frame, similarity, mask, title=name)
-        save_figure(figure, os.path.join(arguments.out_dir, f"{name}.png"))
-        if arguments.save_heatmaps:
-            with atomic_path(os.path.join(arguments.out_dir, f"{name}.npy")) as temporary:
-                np.save(temporary, similarity.astype(np.float32))
-        written += 1
+    try:
+        for name, frame, similarity, mask in predict_maps(model, pairs, arguments.batch_size, settings=settings,
+                                                          resize=arguments.resize):
+            figure = draw_panels(frame, similarity, mask, title=name)
+            save_figure(figure, os.path.join(arguments.out_dir, f"{name}.png"))
+            if arguments.save_heatmaps:
+                with atomic_path(os.path.join(arguments.out_dir, f"{name}.npy")) as temporary:
+                    np.save(temporary, similarity.astype(np.float32))
+            written += 1
+    except OSError as error:
+        raise SystemExit(f"error: cannot write to {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     failed = len(pairs) - written
-    print(f"wrote {written} figure(s) to {arguments.out_dir}" + (f"; {failed} pair(s) failed to decode" if failed else ""))
+    print(f"wrote {written} figure(s) to {preprocessing.printable(arguments.out_dir)}"
+          + (f"; {failed} pair(s) failed to decode" if failed else ""))
     if written == 0:
         raise SystemExit("error: no pair could be decoded")
 
