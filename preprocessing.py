@@ -25,7 +25,6 @@ import sys
 import numpy as np
 import scipy.signal
 import tensorflow as tf
-from PIL import Image
 
 from audio import (  # noqa: F401  (re-exported: scripts import them from here)
     AUDIO_EXTENSIONS,
@@ -47,6 +46,7 @@ from frames import (  # noqa: F401  (re-exported)
     RESIZE_MODES,
     TRAINING_RESIZE_RATIO,
     check_image_size,
+    frame_size,
     load_frame,
     prepare_frame,
 )
@@ -134,14 +134,11 @@ def check_pair(image_path, audio_path):
     if os.path.getsize(image_path) == 0:
         return f"{image_path}: empty image file"
     try:
-        with Image.open(image_path) as image:
-            width, height = image.size
-    except Exception as error:  # PIL raises many types for a bad file
-        return f"{image_path}: unreadable image ({type(error).__name__})"
-    try:
-        check_image_size(width, height)
+        frame_size(image_path)
     except ValueError as error:
         return f"{image_path}: {error}"
+    except Exception as error:  # PIL raises many types for a bad file
+        return f"{image_path}: unreadable image ({type(error).__name__})"
     try:
         rate, frames, _, subtype = audio_info(audio_path)
         check_sample_rate(rate)
