@@ -140,11 +140,11 @@ def check_pair(image_path, audio_path):
     except Exception as error:  # PIL raises many types for a bad file
         return f"{image_path}: unreadable image ({type(error).__name__})"
     try:
-        rate, frames, _, subtype = audio_info(audio_path)
-        check_sample_rate(rate)
-        if frames == 0:
+        info = audio_info(audio_path)
+        check_sample_rate(info.rate, info.channels)
+        if info.frames == 0:
             raise ValueError("zero-length audio")
-        if subtype in ("FLOAT", "DOUBLE"):
+        if info.subtype in ("FLOAT", "DOUBLE"):
             scan_for_non_finite(audio_path)
     except ValueError as error:
         return f"{audio_path}: {error}"

@@ -109,10 +109,11 @@ def test_sixteen_bit_and_float_frames_equal_their_8_bit_version():
 
 # --- bounded cost ---------------------------------------------------------------------------------------------
 
-def tiny_wav_claiming(rate):
-    """A 50-byte wav whose header claims `rate` Hz (3 samples of 16-bit mono)."""
+def tiny_wav_claiming(rate, channels=1):
+    """A 50-byte wav whose header claims `rate` Hz and `channels` channels (6 bytes of 16-bit samples)."""
     data = struct.pack("<3h", 1000, -1000, 0)
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
     return header + b"data" + struct.pack("<I", len(data)) + data
 
 
@@ -126,9 +127,10 @@ def png_header_only(width, height):
 
 
 def peak_memory_of(code):
-    """Run code in a fresh interpreter after importing preprocessing; return (its output, peak RSS growth in MiB)."""
+    """Run code in a fresh interpreter after importing the readers (audio, frames: what preprocessing re-exports,
+    without TensorFlow's start-up); return (its output, peak RSS growth in MiB)."""
     program = (
-        "import resource, sys\nsys.path.insert(0, %r)\nimport preprocessing\n"
+        "import resource, sys\nsys.path.insert(0, %r)\nimport audio as preprocessing_audio, frames\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n%s\n"
         "print('growth', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
     ) % (ROOT, code)
@@ -147,7 +149,7 @@ def test_wav_header_claiming_megahertz_is_refused_cheaply(tmp_path):
     assert pairs == [] and len(skipped) == 1
     assert "claims.wav: sample rate of 5000000 Hz in the header is outside [1000, 384000] Hz" in skipped[0]
     output, growth = peak_memory_of(
-        f"try:\n    preprocessing.load_waveform({str(wav)!r}, 16000, 10.0)\nexcept ValueError as error:\n"
+        f"try:\n    preprocessing_audio.load_waveform({str(wav)!r}, 16000, 10.0)\nexcept ValueError as error:\n"
         "    print('refused', error)"
     )
     assert output[0].startswith("refused sample rate of 5000000 Hz")
@@ -155,6 +157,20 @@ def test_wav_header_claiming_megahertz_is_refused_cheaply(tmp_path):
     wav.write_bytes(tiny_wav_claiming(500))
     with pytest.raises(ValueError, match="sample rate of 500 Hz"):
         preprocessing.read_audio(str(wav))
+    wav.write_bytes(tiny_wav_claiming(16000, channels=3))  # 6 bytes: one frame of 3 channels, fine
+    assert preprocessing.read_audio(str(wav))[0].shape == (1,)
+    wav.write_bytes(tiny_wav_claiming(16000, channels=200))
+    with pytest.raises(ValueError, match="200 channels in the header"):
+        preprocessing.load_waveform(str(wav), 16000, 1.0)
+
+
+def test_a_file_whose_extension_lies_is_read_by_ffmpeg(tmp_path):
+    scipy.io.wavfile.write(tmp_path / "source.wav", 16000, tone(16000, 1.0))
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "source.wav"), "-c:a", "aac", "-f", "mp4",
+                    str(tmp_path / "really_m4a.mp3")], check=True)
+    assert preprocessing.audio_info(str(tmp_path / "really_m4a.mp3")).decoder == "ffmpeg"
+    samples, rate = preprocessing.read_audio(str(tmp_path / "really_m4a.mp3"))
+    assert rate == 16000 and abs(samples.shape[0] - 16000) < 2048 and np.abs(samples).max() > 0.4
 
 
 def test_one_pixel_high_wide_png_and_bomb_are_refused_cheaply(tmp_path):
@@ -169,7 +185,7 @@ def test_one_pixel_high_wide_png_and_bomb_are_refused_cheaply(tmp_path):
     assert "bomb.png: decompression bomb: Image size (900000000 pixels) exceeds limit" in text
     output, growth = peak_memory_of(
         f"for path in ({str(tmp_path / 'strip.png')!r}, {str(tmp_path / 'bomb.png')!r}):\n"
-        "    try:\n        preprocessing.load_frame(path, 224)\n    except ValueError as error:\n"
+        "    try:\n        frames.load_frame(path, 224)\n    except ValueError as error:\n"
         "        print('refused', error)"
     )
     assert output[0].startswith("refused image of 60000 x 1 pixels has aspect ratio")
@@ -226,17 +242,15 @@ def test_unreadable_data_folder_is_one_error_line():
         program = (
             "import os, sys; sys.path.insert(0, %r); import preprocessing\n"
             "if os.geteuid() == 0:\n    os.setgid(65534); os.setuid(65534)  # nobody: root reads everything\n"
-            "pairs = preprocessing.require_pairs(sys.argv[1])\nprint([pair.name for pair in pairs])\n"
+            "pairs = preprocessing.require_pairs(sys.argv[1])\nprint([pair.name for pair in pairs], flush=True)\n"
+            "preprocessing.require_pairs(sys.argv[2])\n"
         ) % ROOT
-        locked_run = subprocess.run([sys.executable, "-c", program, locked], capture_output=True, text=True,
-                                    timeout=300)
-        assert locked_run.returncode == 1 and "Traceback" not in locked_run.stderr, locked_run.stderr[-1500:]
-        assert locked_run.stderr.strip().splitlines()[-1] == f"error: data folder cannot be read: {locked} (Permission denied)"
-        partly = subprocess.run([sys.executable, "-c", program, os.path.join(base, "partly")], capture_output=True,
-                                text=True, timeout=300)
-        assert partly.returncode == 0, partly.stderr[-1500:]
-        assert partly.stdout.strip() == "['y']"
-        assert f"skipped {os.path.join(base, 'partly', '1')}: unreadable folder (Permission denied)" in partly.stderr
+        run = subprocess.run([sys.executable, "-c", program, os.path.join(base, "partly"), locked],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-1500:]
+        assert run.stdout.strip() == "['y']"
+        assert f"skipped {os.path.join(base, 'partly', '1')}: unreadable folder (Permission denied)" in run.stderr
+        assert run.stderr.strip().splitlines()[-1] == f"error: data folder cannot be read: {locked} (Permission denied)"
     finally:
         for root, folders, _ in os.walk(base):
             for name in folders:
