@@ -84,11 +84,14 @@ def check_settings(settings):
         sample_rate = NATIVE if merged["sample_rate"] == NATIVE else int(merged["sample_rate"])
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"settings must be numbers (sample_rate may be '{NATIVE}'), got {merged}") from None
-    if not 32 <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"image_size must be between 32 and {MAX_IMAGE_SIZE} pixels, got {image_size}")
-    if sample_rate != NATIVE and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz or "
-                         f"'{NATIVE}', got {sample_rate}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    if image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at most {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    if sample_rate != NATIVE and sample_rate < MIN_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be at least {MIN_SAMPLE_RATE} Hz (or '{NATIVE}'), got {sample_rate}")
+    if sample_rate != NATIVE and sample_rate > MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be at most {MAX_SAMPLE_RATE} Hz (or '{NATIVE}'), got {sample_rate}")
     if not (math.isfinite(audio_seconds) and 0 < audio_seconds <= MAX_AUDIO_SECONDS):
         raise ValueError(f"audio_seconds must be a finite number of seconds in (0, {MAX_AUDIO_SECONDS:g}] "
                          f"(a batch holds that much audio per item), got {merged['audio_seconds']}")
