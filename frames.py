@@ -3,7 +3,9 @@
 - crop (LVS): shorter side resized to image_size (PIL bicubic), centre crop. Training: shorter side to
   round(image_size * 246 / 224), random image_size crop, random horizontal flip.
 - squash (EZ-VSL, SLAVC: torchvision Resize((S, S))): the whole frame resized to image_size x image_size (PIL
-  bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip.
+  bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip, so
+  training sees the geometry evaluation sees. (EZ-VSL's datasets.py trains with Resize(int(224 * 1.1)) on the
+  shorter side + RandomCrop, i.e. our crop training, and tests with the squash.)
 Then /255 and ImageNet mean/std. Any PIL mode is read: 16-bit grayscale (I;16, I;16B, I) is scaled from 0..65535
 and float (F) from 0..1 to 8 bits, instead of Pillow's clipping (which turns them white); 16-bit RGB/RGBA PNGs
 are already reduced to 8 bits by Pillow. A frame is refused before decoding when it is a decompression bomb or

@@ -197,6 +197,8 @@ def find_pairs(data_dir, names=None):
         list of "path: reason" strings for frames without audio, audio without a frame, two files of one kind
         sharing a name, empty, unreadable, non-finite or implausible files.
     """
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"data folder is a file, not a folder: {printable(data_dir)}")
     if not os.path.isdir(data_dir):
         raise ValueError(f"data folder not found: {printable(data_dir)}")
     try:

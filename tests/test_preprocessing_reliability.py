@@ -258,6 +258,15 @@ def test_unreadable_data_folder_is_one_error_line():
         subprocess.run(["rm", "-rf", base], check=True)
 
 
+def test_a_data_dir_that_is_a_file_or_a_dangling_link_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    with pytest.raises(SystemExit, match="error: data folder is a file, not a folder: "):
+        preprocessing.require_pairs(str(tmp_path / "file"))
+    with pytest.raises(SystemExit, match="error: data folder not found: "):
+        preprocessing.require_pairs(str(tmp_path / "dangling"))
+
+
 def test_glob_characters_in_paths_are_plain_characters(tmp_path):
     folder = tmp_path / "run [1] *?"
     write_pair(folder, "clip[0]*")
