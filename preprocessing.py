@@ -25,6 +25,7 @@ import sys
 import numpy as np
 import scipy.signal
 import tensorflow as tf
+from tqdm import tqdm
 
 from audio import (  # noqa: F401  (re-exported: scripts import them from here)
     AUDIO_EXTENSIONS,
@@ -58,6 +59,7 @@ LOG_DIVISOR = 12.0
 MAX_AUDIO_SECONDS = 600.0  # ten minutes: 60 x the paper's clips; beyond it a batch would not fit in memory
 MAX_IMAGE_SIZE = 4096
 DEFAULT_SETTINGS = {"image_size": 224, "sample_rate": 16000, "audio_seconds": 10.0}
+PROGRESS_FROM = 2000  # pairs: a progress bar for header checks of at least this many
 LAYOUT_HINT = "expected NAME.jpg|.jpeg|.png + NAME.wav|.flac|.ogg|.mp3|.m4a|.aac, frames/ + audio/, or Data/"
 
 Pair = collections.namedtuple("Pair", ["name", "image_path", "audio_path"])
@@ -211,7 +213,7 @@ def find_pairs(data_dir, names=None):
     images = _files_by_stem(image_dir, IMAGE_EXTENSIONS, skipped)
     audios = _files_by_stem(audio_dir, AUDIO_EXTENSIONS, skipped)
     pairs, used_audio = [], set()
-    for stem in sorted(images):
+    for stem in tqdm(sorted(images), desc="checking pairs", unit="pair", disable=len(images) < PROGRESS_FROM):
         if wanted is not None and stem not in wanted:
             continue
         audio_stem = stem
@@ -349,7 +351,7 @@ def _group_by_rate(pairs, settings):
     if settings["sample_rate"] != NATIVE:
         return {settings["sample_rate"]: list(pairs)}
     groups = collections.defaultdict(list)
-    for pair in pairs:
+    for pair in tqdm(pairs, desc="reading sample rates", unit="file", disable=len(pairs) < PROGRESS_FROM):
         try:
             rate = audio_sample_rate(pair.audio_path)
             if rate * settings["audio_seconds"] < SPECTROGRAM_SEGMENT:
