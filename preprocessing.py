@@ -374,7 +374,7 @@ def _rate_dataset(pairs, settings, rate, training, batch_size, shuffle, seed, wi
     )
     if shuffle:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    item_seeds = tf.data.Dataset.random(seed=seed + rate)  # one augmentation seed per element, new every epoch
+    item_seeds = tf.data.Dataset.random(seed=seed)  # one augmentation seed per element, new every epoch
     dataset = tf.data.Dataset.zip((dataset, item_seeds))
 
     def load(paths, item_seed):
@@ -440,8 +440,9 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
     groups = _group_by_rate(usable, settings)
     if not groups:
         raise ValueError("no pair has usable audio")
-    datasets = [_rate_dataset(group, settings, rate, training, batch_size, shuffle, seed, with_names, drop_remainder,
-                              deterministic, resize) for rate, group in groups.items()]
+    datasets = [_rate_dataset(group, settings, rate, training, batch_size, shuffle, seed + index, with_names,
+                              drop_remainder, deterministic, resize)
+                for index, (rate, group) in enumerate(groups.items())]  # seed + index: groups draw apart
     dataset = datasets[0]
     if len(datasets) > 1 and shuffle:
         weights = [len(group) for group in groups.values()]
