@@ -267,6 +267,7 @@ def main(argv=None):
     except OSError as error:
         raise SystemExit(f"error: cannot write to {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     failed = len(pairs) - written
+    preprocessing.report_skipped(sys.stderr)
     print(f"wrote {written} figure(s) to {preprocessing.printable(arguments.out_dir)}"
           + (f"; {failed} pair(s) failed to decode" if failed else ""))
     if written == 0:
