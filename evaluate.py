@@ -57,7 +57,7 @@ import object_guidance
 import preprocessing
 import protocols
 from annotations import FLICKR, degenerate_items, ground_truth_map, load_annotations, read_test_list
-from arguments import non_negative_int, positive_int
+from arguments import non_negative_int, positive_int, sample_rate
 from atomic import write_text
 from evaluation_figures import draw_histogram, draw_precision_recall, normalised_boxes, save_overlays  # noqa: F401
 from evaluation_figures import spread_over_scores  # noqa: F401  (used by the tests through evaluate)
@@ -81,19 +81,6 @@ NOT_DECODED = "failed to decode"
 LISTED = 10  # how many ids a printed list names
 ROWS = {"av": "AV", "obj": "OBJ", "av_ogl": "AV+OGL"}
 EPSILON_SECONDS = 1e-3
-
-
-def sample_rate_argument(text):
-    """--sample_rate: "native" or an integer rate in Hz."""
-    if text == preprocessing.NATIVE:
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer rate in Hz or 'native', got {text}") from None
-    if value < 1000:
-        raise argparse.ArgumentTypeError(f"must be at least 1000 Hz, got {text}")
-    return value
 
 
 def alpha_argument(text):
@@ -128,7 +115,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--resize", choices=("crop", "squash"), default=None,
                         help="override the protocol's frame transform: crop (shorter side + centre crop, LVS) or squash "
                              "(the whole frame to a square, EZ-VSL)")
-    parser.add_argument("--sample_rate", type=sample_rate_argument, default=None,
+    parser.add_argument("--sample_rate", type=sample_rate, default=None,
                         help="read the audio at this rate (Hz) or 'native' (each file at its own rate); default: the "
                              "checkpoint's (an official .pth.tar assumes 16000)")
     parser.add_argument("--extended", default=None, metavar="LIST.csv",
@@ -396,9 +383,10 @@ def load_model(path):
     return model
 
 
-def print_lines(title, names, stream=sys.stdout):
+def print_lines(title, names):
+    """Print a title and the first LISTED names."""
     listed = ", ".join(names[:LISTED]) + (", ..." if len(names) > LISTED else "")
-    print(f"{title}: {listed}", file=stream)
+    print(f"{title}: {listed}")
 
 
 def main(argv=None):

@@ -41,8 +41,14 @@ def load_item(pair, settings, window, resize):
         A LoadedItem (seconds: the file's duration, the length tiling starts from).
     """
     frame = preprocessing.load_frame(pair.image_path, settings["image_size"], resize=resize)
-    samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"])
-    seconds = samples.shape[0] / rate
+    if window == "start":  # exactly preprocessing.load_waveform, the training rule; the header gives the length
+        samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"],
+                                                 max_seconds=settings["audio_seconds"])
+        native_rate, frames, _, _ = preprocessing.audio_info(pair.audio_path)
+        seconds = frames / native_rate if frames is not None else samples.shape[0] / rate
+    else:  # the middle of the file needs all of it
+        samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"])
+        seconds = samples.shape[0] / rate
     selected = protocols.audio_window(samples, rate, settings["audio_seconds"], window)
     waveform = preprocessing.prepare_waveform(selected, rate, settings["audio_seconds"])
     return LoadedItem(pair.name, frame, waveform, rate, seconds)
