@@ -49,19 +49,19 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
 
-import extended_metrics
 import metrics
 import object_guidance
 import preprocessing
 import protocols
-from annotations import FLICKR, degenerate_items, ground_truth_map, load_annotations, read_test_list
+from annotations import degenerate_items, ground_truth_map, load_annotations, read_test_list
 from arguments import non_negative_int, positive_int, sample_rate
 from atomic import write_text
-from evaluation_figures import draw_histogram, draw_precision_recall, normalised_boxes, save_overlays  # noqa: F401
-from evaluation_figures import spread_over_scores  # noqa: F401  (used by the tests through evaluate)
+from evaluation_figures import draw_histogram, draw_precision_recall, save_overlays, spread_over_scores
+from evaluation_figures import normalised_boxes  # noqa: F401  (the tests reach it through evaluate)
+from evaluation_checks import find_test_overlap, frame_shape_warning, tiling_warning, training_set
 from evaluation_maps import model_maps
+from evaluation_scores import ROWS, baseline_scores, row_report, score_items
 from extended_sets import inconsistent_rows, negative_pairs, read_extended_list
 from model import LVSModel, load_checkpoint
 
@@ -74,13 +74,10 @@ INCONSISTENT_FILE = "inconsistent_negatives.txt"
 HISTOGRAM_FILE = "ciou_histogram.png"
 PRECISION_RECALL_FILE = "precision_recall.png"
 FIGURES_FOLDER = "figures"
-TEST_OVERLAP_FILE = "test_overlap.txt"  # train.py writes the names of its training pairs found on test lists
 NO_PAIR = "no usable frame/wav pair in --data_dir"
 NO_ANNOTATION = "no annotation"
 NOT_DECODED = "failed to decode"
 LISTED = 10  # how many ids a printed list names
-ROWS = {"av": "AV", "obj": "OBJ", "av_ogl": "AV+OGL"}
-EPSILON_SECONDS = 1e-3
 
 
 def alpha_argument(text):
@@ -197,155 +194,6 @@ def summary_line(summary, n_missing):
     """The one-line result, e.g. 'cIoU@0.5 0.412  AUC 0.398  mean cIoU 0.401  (scored 110, missing 0)'."""
     return (f"cIoU@0.5 {summary['ciou']:.3f}  AUC {summary['auc']:.3f}  mean cIoU {summary['mean_ciou']:.3f}  "
             f"(scored {summary['items']}, missing {n_missing})")
-
-
-def find_test_overlap(checkpoint, scored_names):
-    """The scored items the checkpoint's training run saw: test_overlap.txt beside the checkpoint or one folder up.
-
-    Args:
-        checkpoint: the checkpoint path (None for a baseline).
-        scored_names: the names being scored.
-
-    Returns:
-        (path, names): the file found (or None) and the sorted scored names it lists.
-
-    Raises:
-        ValueError: if the file exists but cannot be read as UTF-8 text.
-    """
-    if not checkpoint:
-        return None, []
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    for candidate in (os.path.join(folder, TEST_OVERLAP_FILE), os.path.join(os.path.dirname(folder), TEST_OVERLAP_FILE)):
-        if os.path.isfile(candidate):
-            try:
-                with open(candidate, encoding="utf-8") as file:
-                    listed = {line.strip() for line in file if line.strip()}
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{candidate} is not UTF-8 text (byte {error.start})") from error
-            except OSError as error:
-                raise ValueError(f"cannot read {candidate}: {error.strerror}") from error
-            return candidate, sorted(listed.intersection(scored_names))
-    return None, []
-
-
-def training_set(checkpoint):
-    """What the checkpoint was trained on, for the report: args.json's data_dir beside it, else what is known."""
-    if not checkpoint:
-        return None
-    if checkpoint.endswith(".pth.tar") or checkpoint.endswith(".pth"):
-        return "official checkpoint"
-    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "args.json")
-    try:
-        with open(path, encoding="utf-8") as file:
-            saved = json.load(file)
-        return str(saved.get("train_list") or saved.get("data_dir"))
-    except (OSError, ValueError, RecursionError, AttributeError):
-        return None
-
-
-def non_square_frames(pairs):
-    """(count, example) of the frames that are not square, read from the image headers."""
-    count, example = 0, None
-    for pair in pairs:
-        try:
-            with Image.open(pair.image_path) as image:
-                width, height = image.size
-        except Exception:  # an unreadable frame is reported when it is decoded
-            continue
-        if width != height:
-            count += 1
-            example = example or f"{pair.name} {width}x{height}"
-    return count, example
-
-
-def frame_shape_warning(pairs, resize, annotations):
-    """The once-only warning when a cropped frame is not square but the boxes are fractions of the whole frame."""
-    if resize != "crop" or not pairs:
-        return None
-    count, example = non_square_frames(pairs)
-    if not count:
-        return None
-    kind = "256-px Flickr boxes of the whole frame" if annotations[pairs[0].name].dataset == FLICKR else \
-        "VGG-SS boxes normalised to the whole frame"
-    return (f"{count} of {len(pairs)} frames are not square (e.g. {example}): --resize crop scores only the middle of "
-            f"each such frame, while the annotations are {kind}, so boxes and maps are misaligned; use --resize "
-            "squash (or square frames) to score the whole frame")
-
-
-def tiling_warning(durations, audio_seconds):
-    """The once-only warning when audio files are shorter than what the model reads and get tiled."""
-    short = {name: seconds for name, seconds in durations.items() if seconds + EPSILON_SECONDS < audio_seconds}
-    if not short:
-        return None
-    example = min(short, key=short.get)
-    return (f"{len(short)} of {len(durations)} audio files are shorter than the {audio_seconds:g} s the model reads "
-            f"and are tiled (repeated) to that length (e.g. {example}: {short[example]:.2f} s)")
-
-
-def item_scores(large_map, ground_truth, rule, scaled_map):
-    """(cIoU, confidence) of one map: the protocol's prediction rule, SLAVC's top-quarter confidence."""
-    return protocols.score(large_map, ground_truth, rule), extended_metrics.top_quarter_mean(scaled_map)
-
-
-def score_items(maps, names, ground_truths, spec, confidence_range, alpha=None, protocol="lvs"):
-    """Every row's (cIoU, confidence) of every item from its raw maps.
-
-    Args:
-        maps: dict name -> {"similarity": h x w, "object": optional h' x w'}.
-        names: the names to score (all in maps).
-        ground_truths: dict name -> 224 x 224 ground truth (zeros for negatives).
-        spec: protocols.PROTOCOLS[protocol].
-        confidence_range: (low, high) of the audio-visual map.
-        alpha: the OGL weight, or None for the AV row only.
-        protocol: the protocol's name (how OGL mixes).
-
-    Returns:
-        dict row ("av", "obj", "av_ogl") -> dict name -> (cIoU, confidence).
-    """
-    low, high = confidence_range
-    rows = {row: {} for row in (ROWS if alpha is not None else ["av"])}
-    for name in names:
-        ground_truth = ground_truths[name]
-        av_large = protocols.upsample(maps[name]["similarity"], metrics.MAP_SIZE, spec["upsampling"])
-        av_scaled = extended_metrics.fixed_range_scale(av_large, low, high)
-        rows["av"][name] = item_scores(av_large, ground_truth, spec["prediction"], av_scaled)
-        if alpha is None:
-            continue
-        object_large = protocols.upsample(maps[name]["object"], metrics.MAP_SIZE, spec["upsampling"])
-        object_scaled = object_guidance.scale_object(object_large)
-        rows["obj"][name] = item_scores(object_large, ground_truth, spec["prediction"], object_scaled)
-        if protocol == "ezvsl":
-            mixed = object_guidance.mix(av_large, object_large, alpha, protocol)
-        else:
-            mixed = alpha * av_scaled + (1 - alpha) * object_scaled
-        rows["av_ogl"][name] = item_scores(mixed, ground_truth, spec["prediction"], mixed)
-    return rows
-
-
-def baseline_scores(names, ground_truths):
-    """The centre baseline's (cIoU, confidence) of every item (metrics.score_map of the fixed box map)."""
-    heatmap = metrics.centre_baseline_map()  # 224 x 224, 1 inside the centred box
-    confidence = extended_metrics.top_quarter_mean(heatmap)
-    return {"av": {name: (metrics.score_map(heatmap, ground_truths[name]), confidence) for name in names}}
-
-
-def row_report(scores, positives, negatives, extended, box_counts, areas):
-    """The numbers of one row: the LVS summary over the positives, and the extended numbers with the negatives."""
-    summary = metrics.summarise([scores[name][0] for name in positives])
-    report = {"ciou": summary["ciou"], "auc": summary["auc"], "mean_ciou": summary["mean_ciou"],
-              "n_scored": summary["items"], "n_undefined": summary["undefined"]}
-    if extended:
-        names = positives + negatives
-        numbers = extended_metrics.summarise_extended([box_counts[name] for name in names],
-                                                      [scores[name][0] for name in names],
-                                                      [scores[name][1] for name in names],
-                                                      [areas[name] for name in names])
-        thresholds, precisions, recalls = extended_metrics.precision_recall_curve(
-            [box_counts[name] for name in names], [scores[name][0] for name in names],
-            [scores[name][1] for name in names])
-        report.update(numbers)
-        report["precision_recall"] = {"thresholds": thresholds, "precision": precisions, "recall": recalls}
-    return report, summary
 
 
 def per_item_csv(names, rows, degenerate, annotations, kinds, box_counts, areas):
