@@ -63,13 +63,6 @@ def run_evaluate(*arguments):
                           text=True, timeout=600)
 
 
-def one_error_line(result):
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert sum(line.startswith("error: ") for line in lines) == 1 and lines[-1].startswith("error: ")
-    return lines[-1]
-
-
 def test_full_frame_box_scores_one_on_the_squashed_frame_less_on_the_crop(tmp_path):
     path = tmp_path / "clip.png"
     write_red_box_frame(path)
@@ -91,7 +84,7 @@ def test_full_frame_box_scores_one_on_the_squashed_frame_less_on_the_crop(tmp_pa
     assert evaluation_figures.boxes_on_shown_frame([(0.85, 0.1, 0.95, 0.3)], 320, 180, "crop", 224) == []
 
 
-def test_non_square_frames_warn_once_under_crop_and_resize_is_recorded(tmp_path):
+def test_non_square_frames_warn_once_under_crop_and_resize_is_recorded(tmp_path, capsys):
     data = tmp_path / "data"
     for index in range(3):
         write_red_box_frame(data / f"wide_{index}.png")
@@ -107,9 +100,9 @@ def test_non_square_frames_warn_once_under_crop_and_resize_is_recorded(tmp_path)
     report = json.loads((tmp_path / "crop" / "metrics.json").read_text())
     assert report["protocol"]["resize"] == "crop" and report["warnings"] == [warnings[0][len("warning: "):]]
     assert len(list((tmp_path / "crop" / "figures").glob("*.png"))) == 1
-    squash = run_evaluate("--baseline", "centre", "--data_dir", data, "--annotations", annotations,
-                          "--out_dir", tmp_path / "squash", "--resize", "squash")
-    assert squash.returncode == 0 and "not square" not in squash.stderr
+    evaluate.main(["--baseline", "centre", "--data_dir", str(data), "--annotations", str(annotations),
+                   "--out_dir", str(tmp_path / "squash"), "--resize", "squash"])
+    assert "not square" not in capsys.readouterr().err
     report = json.loads((tmp_path / "squash" / "metrics.json").read_text())
     assert report["protocol"]["resize"] == "squash" and report["warnings"] == []
 
@@ -190,11 +183,12 @@ def test_hostile_annotation_and_list_files_end_in_one_line_naming_the_file(tmp_p
     write_wav(data / "item.wav")
     good = write_vggss_json(tmp_path / "vggss.json", {"item": [CENTRE]})
     for name, (path, flag, message) in hostile_files(tmp_path / "hostile").items():
-        arguments = {"--annotations": good, flag: path}
-        result = run_evaluate("--baseline", "centre", "--data_dir", data, *[str(part) for pair in arguments.items()
-                                                                            for part in pair],
-                              "--out_dir", tmp_path / name)
-        line = one_error_line(result)
+        arguments = {"--annotations": str(good), flag: str(path)}
+        with pytest.raises(SystemExit) as stop:  # any other exception (a traceback) fails the test
+            evaluate.main(["--baseline", "centre", "--data_dir", str(data), "--out_dir", str(tmp_path / name)]
+                          + [part for pair in arguments.items() for part in pair])
+        line = str(stop.value.code)
+        assert line.startswith("error: ") and "\n" not in line, (name, line)
         assert message in line and str(path) in line, (name, line)
 
 
