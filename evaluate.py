@@ -299,8 +299,9 @@ def main(argv=None):
         image_size = preprocessing.DEFAULT_SETTINGS["image_size"]
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr)
+    negative_names = {pair.name for pair in negatives}
     for name in failures:
-        (missing_negatives if "+" in name and name not in annotations else missing)[name] = NOT_DECODED
+        (missing_negatives if name in negative_names else missing)[name] = NOT_DECODED
     positives = [pair.name for pair in pairs if pair.name in maps]
     scored_negatives = [pair.name for pair in negatives if pair.name in maps]
     if not positives:

@@ -182,7 +182,12 @@ def test_checkpoints_that_must_be_refused_in_one_line(tmp_path):
     model = build_model(image_weights="none", image_size=64, sample_rate=8000, audio_seconds=0.5)
     model.save(tmp_path / "good.keras")
     truncated.write_bytes((tmp_path / "good.keras").read_bytes()[:5000])
+    kernel = model.vision.get_layer("conv1").kernel
+    kernel.assign(np.where(np.arange(kernel.shape[-1]) == 3, np.nan, kernel.numpy()).astype("float32"))
+    diverged = tmp_path / "diverged.keras"
+    model.save(diverged)
     cases = [(["--checkpoint", str(foreign)], "not an LVS model"), (["--checkpoint", str(truncated)], str(truncated)),
+             (["--checkpoint", str(diverged)], "non-finite weights"),
              (["--checkpoint", str(tmp_path / "good.keras"), "--ogl", "0.4", "--image_weights",
                str(tmp_path / "none.weights.h5")], "ImageNet ResNet-18 weights not found")]
     for arguments, message in cases:
