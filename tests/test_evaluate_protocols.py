@@ -12,6 +12,7 @@ sys.modules.setdefault("triton", None)  # as tests/test_resnet18.py: keep triton
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.io.wavfile  # noqa: E402
+import scipy.signal  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -28,11 +29,15 @@ from test_resnet18 import random_torchvision_resnet18, torch_layer4  # noqa: E40
 from torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
 
 
-def write_pair(folder, name, width=64, height=64, rate=8000, seconds=0.25, seed=0):
+def write_pair(folder, name, width=64, height=64, rate=8000, seconds=0.25, seed=0, chirp=False):
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(folder / f"{name}.jpg")
-    samples = (rng.uniform(-0.5, 0.5, size=int(rate * seconds)) * 32767).astype(np.int16)
+    samples = rng.uniform(-0.5, 0.5, size=int(rate * seconds))
+    if chirp:  # a rising tone over noise: every window of the file sounds different
+        times = np.arange(samples.shape[0]) / rate
+        samples = 0.1 * samples + 0.8 * scipy.signal.chirp(times, 100, seconds, rate / 2.5)
+    samples = (samples * 32767).astype(np.int16)
     scipy.io.wavfile.write(folder / f"{name}.wav", rate, samples)
 
 
@@ -129,8 +134,8 @@ def test_ezvsl_protocol_with_ogl_equals_pytorch_written_from_the_papers_code(tmp
     weights = resnet18.convert_imagenet(tmp_path / "object.weights.h5", pth, expected_sha256=resnet18.file_sha256(pth))
     data = tmp_path / "data"
     boxes = {"wide": [[0.1, 0.2, 0.5, 0.9]], "tall": [[0.3, 0.1, 0.9, 0.5]]}
-    write_pair(data, "wide", width=320, height=180, rate=16000, seconds=5.0, seed=1)
-    write_pair(data, "tall", width=120, height=200, rate=16000, seconds=2.0, seed=2)
+    write_pair(data, "wide", width=320, height=180, rate=16000, seconds=5.0, seed=1, chirp=True)
+    write_pair(data, "tall", width=120, height=200, rate=16000, seconds=2.0, seed=2, chirp=True)
     annotations = write_vggss_json(tmp_path / "vggss.json", boxes)
     extended = tmp_path / "plus_silent.csv"
     extended.write_text("video,audio,label\nwide,tall,non-sounding\n")
@@ -168,8 +173,8 @@ def test_ezvsl_protocol_with_ogl_equals_pytorch_written_from_the_papers_code(tmp
             assert float(row["ciou"]) == pytest.approx(ezvsl_ciou(pred_av, gt_map), abs=2e-3)
             assert float(row["obj_ciou"]) == pytest.approx(ezvsl_ciou(pred_obj, gt_map), abs=2e-3)
             assert float(row["av_ogl_ciou"]) == pytest.approx(ezvsl_ciou(pred_av_obj, gt_map), abs=2e-3)
-        assert float(row["confidence"]) == pytest.approx(slavc_confidence((heatmap_av + 1) / 2), abs=1e-4)
-        assert float(row["obj_confidence"]) == pytest.approx(slavc_confidence(heatmap_obj / 2.5), abs=1e-4)
+        assert float(row["confidence"]) == pytest.approx(slavc_confidence((heatmap_av + 1) / 2), abs=1e-5)
+        assert float(row["obj_confidence"]) == pytest.approx(slavc_confidence(heatmap_obj / 2.5), abs=1e-5)
 
 
 def test_checkpoints_that_must_be_refused_in_one_line(tmp_path):
