@@ -24,6 +24,7 @@ Usage:
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -155,6 +156,45 @@ def degenerate_items(annotations, size=MAP_SIZE):
     return sorted(name for name, annotation in annotations.items() if not ground_truth_map(annotation, size).any())
 
 
+def read_text(path):
+    """The content of a UTF-8 text file, or ValueError naming it (unreadable, or not UTF-8 such as latin-1).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The text (line ends kept as they are).
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            return file.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from error
+
+
+def read_json(path):
+    """A JSON file's value, or ValueError naming it (unreadable, not UTF-8, invalid, nested too deeply)."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a metadata file") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"{path} is not valid JSON: {str(error)[:200]}") from None
+
+
+def read_csv_rows(path):
+    """The non-empty rows of a UTF-8 csv file, or ValueError naming it."""
+    try:
+        return [row for row in csv.reader(io.StringIO(read_text(path))) if row]
+    except csv.Error as error:
+        raise ValueError(f"{path} is not a readable csv: {error}") from error
+
+
 def load_vggss_annotations(json_path):
     """Read vggss.json: a list of {"file": name, "class": class, "bbox": [[xmin, ymin, xmax, ymax], ...]}.
 
@@ -167,19 +207,7 @@ def load_vggss_annotations(json_path):
     Raises:
         ValueError: if the file is missing, not JSON, or an entry is malformed or repeated.
     """
-    try:
-        with open(json_path, encoding="utf-8") as file:
-            entries = json.load(file)
-    except OSError as error:
-        raise ValueError(f"cannot read {json_path}: {error.strerror}") from error
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{json_path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{json_path} is not valid JSON: {error}") from error
-    except RecursionError:
-        raise ValueError(f"{json_path} is nested too deeply to be an annotation file") from None
-    except ValueError as error:  # e.g. an integer of more than 4300 digits
-        raise ValueError(f"{json_path} is not valid JSON: {str(error)[:200]}") from None
+    entries = read_json(json_path)
     if not isinstance(entries, list):
         raise ValueError(f"{json_path}: expected a list of items, got {type(entries).__name__}")
     annotations = {}
@@ -303,15 +331,7 @@ def read_test_list(csv_path):
     Raises:
         ValueError: if the file is missing or holds no name.
     """
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as file:
-            names = [row[0].strip().lstrip("\ufeff") for row in csv.reader(file) if row and row[0].strip()]
-    except OSError as error:
-        raise ValueError(f"cannot read {csv_path}: {error.strerror}") from error
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{csv_path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
-    except csv.Error as error:
-        raise ValueError(f"{csv_path} is not a readable csv: {error}") from error
+    names = [row[0].strip().lstrip("\ufeff") for row in read_csv_rows(csv_path) if row[0].strip()]
     if not names:
         raise ValueError(f"{csv_path} lists no test item")
     return names

@@ -7,12 +7,11 @@ Usage (from evaluate.py):
     message = tiling_warning({"item": 3.0}, 10.0)
 """
 
-import json
 import os
 
 from PIL import Image
 
-from annotations import FLICKR
+from annotations import FLICKR, read_json, read_text
 
 TEST_OVERLAP_FILE = "test_overlap.txt"  # train.py writes the names of its training pairs found on test lists
 EPSILON_SECONDS = 1e-3
@@ -36,13 +35,7 @@ def find_test_overlap(checkpoint, scored_names):
     folder = os.path.dirname(os.path.abspath(checkpoint))
     for candidate in (os.path.join(folder, TEST_OVERLAP_FILE), os.path.join(os.path.dirname(folder), TEST_OVERLAP_FILE)):
         if os.path.isfile(candidate):
-            try:
-                with open(candidate, encoding="utf-8") as file:
-                    listed = {line.strip() for line in file if line.strip()}
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{candidate} is not UTF-8 text (byte {error.start})") from error
-            except OSError as error:
-                raise ValueError(f"cannot read {candidate}: {error.strerror}") from error
+            listed = {line.strip() for line in read_text(candidate).splitlines() if line.strip()}
             return candidate, sorted(listed.intersection(scored_names))
     return None, []
 
@@ -55,10 +48,9 @@ def training_set(checkpoint):
         return "official checkpoint"
     path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "args.json")
     try:
-        with open(path, encoding="utf-8") as file:
-            saved = json.load(file)
+        saved = read_json(path)
         return str(saved.get("train_list") or saved.get("data_dir"))
-    except (OSError, ValueError, RecursionError, AttributeError):
+    except (ValueError, AttributeError):  # no args.json, or not one of train.py's
         return None
 
 

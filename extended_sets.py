@@ -11,9 +11,8 @@ Usage:
     pairs, missing = negative_pairs(rows, "data/vggss")
 """
 
-import csv
-
 import preprocessing
+from annotations import read_csv_rows
 
 NEGATIVE_LABEL = "non-sounding"
 HEADER = ["video", "audio", "label"]
@@ -37,15 +36,7 @@ def read_extended_list(path):
     Raises:
         ValueError: one line naming the file, if it cannot be read, is not UTF-8, or has no non-sounding row.
     """
-    try:
-        with open(path, newline="", encoding="utf-8") as file:
-            rows = [row for row in csv.reader(file) if row]
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from error
-    except csv.Error as error:
-        raise ValueError(f"{path} is not a readable csv: {error}") from error
+    rows = read_csv_rows(path)
     negatives = []
     for row in rows:
         cells = [cell.strip().lstrip("\ufeff") for cell in row]

@@ -12,10 +12,11 @@ Usage:
 """
 
 import argparse
-import json
 import math
 import os
 import sys
+
+from annotations import read_json
 
 COLUMNS = ["method", "checkpoint", "train set", "test set", "protocol", "cIoU", "AUC", "AP", "max-F1"]
 ROW_METHODS = {"AV": "", "OBJ": "OBJ (ImageNet ResNet-18)", "AV+OGL": " + OGL"}
@@ -23,15 +24,7 @@ ROW_METHODS = {"AV": "", "OBJ": "OBJ (ImageNet ResNet-18)", "AV+OGL": " + OGL"}
 
 def read_metrics(path):
     """A metrics.json as a dict, or ValueError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            report = json.load(file)
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from error
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start})") from error
-    except (ValueError, RecursionError) as error:
-        raise ValueError(f"{path} is not valid JSON: {str(error)[:200]}") from None
+    report = read_json(path)
     if not isinstance(report, dict) or "ciou" not in report or "n_scored" not in report:
         raise ValueError(f"{path} is not a metrics.json of evaluate.py (no ciou / n_scored)")
     return report

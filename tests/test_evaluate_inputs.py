@@ -3,9 +3,6 @@
 glob characters, and hostile annotation / list files that must end in a result or one error line."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +16,8 @@ import preprocessing
 import protocols
 from annotations import Annotation, ground_truth_map, load_annotations, read_test_list
 from extended_sets import read_extended_list
+from test_evaluate import run_evaluate, write_vggss_json
 
-PROJECT = Path(__file__).resolve().parents[1]
 CENTRE = [0.25, 0.25, 0.75, 0.75]
 RED_BOX = (0.1, 0.2, 0.4, 0.7)  # normalised xmin, ymin, xmax, ymax of the red rectangle on the 16:9 frame
 
@@ -50,17 +47,6 @@ def red_map(frame):
     """1 where the model's input frame (ImageNet-normalised) is red, else 0: the 'map equal to the rectangle'."""
     rgb = frame * preprocessing.IMAGENET_STD + preprocessing.IMAGENET_MEAN
     return ((rgb[..., 0] > 0.75) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).astype(np.float32)
-
-
-def write_vggss_json(path, boxes_by_name):
-    entries = [{"file": name, "class": "test class", "bbox": boxes} for name, boxes in boxes_by_name.items()]
-    path.write_text(json.dumps(entries))
-    return path
-
-
-def run_evaluate(*arguments):
-    return subprocess.run([sys.executable, "evaluate.py", *map(str, arguments)], cwd=PROJECT, capture_output=True,
-                          text=True, timeout=600)
 
 
 def test_full_frame_box_scores_one_on_the_squashed_frame_less_on_the_crop(tmp_path):
