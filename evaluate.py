@@ -135,6 +135,8 @@ def parse_arguments(argv=None):
         parser.error(f"--confidence_range must be two finite numbers LOW < HIGH, got {low} {high}")
     if arguments.extended_dir and not arguments.extended:
         parser.error("--extended_dir goes with --extended")
+    if arguments.ogl is not None and arguments.baseline:
+        parser.error("--ogl needs a --checkpoint (a baseline has no audio-visual map to mix)")
     return arguments
 
 
@@ -237,66 +239,85 @@ def print_lines(title, names):
     print(f"{title}: {listed}")
 
 
-def main(argv=None):
-    arguments = parse_arguments(argv)
+def check_paths(arguments):
+    """One error line for a checkpoint, annotation file or folder that is not there, before any work."""
     if arguments.checkpoint and not os.path.isfile(arguments.checkpoint):
         fail(f"checkpoint not found: {arguments.checkpoint}")
     if not os.path.exists(arguments.annotations):
         fail(f"annotations not found: {arguments.annotations}")
-    for flag, folder in (("data", arguments.data_dir), ("--extended_dir", arguments.extended_dir)):
-        if folder is not None and not os.path.isdir(folder):
-            fail(f"{flag} folder not found: {folder}" if flag != "data" else f"data folder not found: {folder}")
-    spec = dict(protocols.PROTOCOLS[arguments.protocol])
-    resize = arguments.resize or spec["resize"]
+    if not os.path.isdir(arguments.data_dir):
+        fail(f"data folder not found: {arguments.data_dir}")
+    if arguments.extended_dir is not None and not os.path.isdir(arguments.extended_dir):
+        fail(f"--extended_dir folder not found: {arguments.extended_dir}")
+
+
+def read_items(arguments):
+    """The annotations, the positive pairs and the negative pairs to score, with what is missing.
+
+    Returns:
+        (annotations, pairs, missing, negative_rows, negatives, missing_negatives).
+    """
     try:
         annotations = load_annotations(arguments.annotations)
         names = read_test_list(arguments.test_list) if arguments.test_list else None
         negative_rows = read_extended_list(arguments.extended) if arguments.extended else []
         pairs, missing, skipped = select_items(annotations, arguments.data_dir, names)
+        negatives, missing_negatives = (negative_pairs(negative_rows, arguments.extended_dir or arguments.data_dir)
+                                        if negative_rows else ([], {}))
     except (ValueError, OSError) as error:
         fail(error)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if not pairs:
         fail(no_items_message(arguments.data_dir, arguments.annotations, arguments.test_list, missing))
-    negatives, missing_negatives = (negative_pairs(negative_rows, arguments.extended_dir or arguments.data_dir)
-                                    if negative_rows else ([], {}))
-    inconsistent = inconsistent_rows(negative_rows)
     if negative_rows and not negatives:
         fail(f"none of the {len(negative_rows)} non-sounding pairs of {arguments.extended} has its frame and audio in "
              f"{arguments.extended_dir or arguments.data_dir}")
-    warnings = [message for message in [frame_shape_warning(pairs, resize, annotations)] if message]
+    return annotations, pairs, missing, negative_rows, negatives, missing_negatives
 
-    settings, durations = None, {}
-    if arguments.checkpoint:
-        model = load_model(arguments.checkpoint)
-        settings = dict(model.settings)
-        if arguments.sample_rate is not None:
-            settings["sample_rate"] = arguments.sample_rate
-        if spec["audio_seconds"] is not None:
-            settings["audio_seconds"] = spec["audio_seconds"]
-        try:
-            settings = preprocessing.check_settings(settings)
-            mapper = object_guidance.ObjectMapper(arguments.image_weights) if arguments.ogl is not None else None
-        except ValueError as error:
-            fail(error)
-        label = f"checkpoint {arguments.checkpoint}"
-        print(f"scoring {len(pairs)} item(s) (+ {len(negatives)} negative(s)) of {arguments.data_dir} with {label}, "
-              f"protocol {arguments.protocol}, --resize {resize}")
-        maps, failures, durations = model_maps(model, pairs + negatives, settings, spec["audio_window"],
-                                               arguments.batch_size, resize=resize, object_mapper=mapper)
-        image_size = settings["image_size"]
-        tiled = tiling_warning(durations, settings["audio_seconds"])
-        warnings += [tiled] if tiled else []
-    else:
-        if arguments.ogl is not None:
-            fail("--ogl needs a --checkpoint (a baseline has no audio-visual map to mix)")
+
+def compute_maps(arguments, spec, resize, pairs):
+    """The raw maps of every pair (the model's, or the baseline's fixed map) and how they were read.
+
+    Returns:
+        (maps, failures, settings, label, warnings): maps and failures as evaluation_maps.model_maps; settings the
+        preprocessing that ran (None for a baseline); label what was scored; warnings about the audio.
+    """
+    if not arguments.checkpoint:
         label = f"{arguments.baseline} baseline"
-        print(f"scoring {len(pairs)} item(s) (+ {len(negatives)} negative(s)) of {arguments.data_dir} with the {label}")
-        baseline = metrics.centre_baseline_map()
-        maps = {pair.name: {"similarity": baseline, "positive_mask": baseline} for pair in pairs + negatives}
-        failures = {}
-        image_size = preprocessing.DEFAULT_SETTINGS["image_size"]
+        print(f"scoring {len(pairs)} pair(s) of {arguments.data_dir} with the {label}")
+        baseline = metrics.centre_baseline_map()  # 224 x 224
+        return {pair.name: {"similarity": baseline, "positive_mask": baseline} for pair in pairs}, {}, None, label, []
+    model = load_model(arguments.checkpoint)
+    settings = dict(model.settings)
+    if arguments.sample_rate is not None:
+        settings["sample_rate"] = arguments.sample_rate
+    if spec["audio_seconds"] is not None:
+        settings["audio_seconds"] = spec["audio_seconds"]
+    try:
+        settings = preprocessing.check_settings(settings)
+        mapper = object_guidance.ObjectMapper(arguments.image_weights) if arguments.ogl is not None else None
+    except ValueError as error:
+        fail(error)
+    label = f"checkpoint {arguments.checkpoint}"
+    print(f"scoring {len(pairs)} pair(s) of {arguments.data_dir} with {label}, protocol {arguments.protocol}, "
+          f"--resize {resize}")
+    maps, failures, durations = model_maps(model, pairs, settings, spec["audio_window"], arguments.batch_size,
+                                           resize=resize, object_mapper=mapper)
+    tiled = tiling_warning(durations, settings["audio_seconds"])
+    return maps, failures, settings, label, [tiled] if tiled else []
+
+
+def main(argv=None):
+    arguments = parse_arguments(argv)
+    check_paths(arguments)
+    spec = dict(protocols.PROTOCOLS[arguments.protocol])
+    resize = arguments.resize or spec["resize"]
+    annotations, pairs, missing, negative_rows, negatives, missing_negatives = read_items(arguments)
+    inconsistent = inconsistent_rows(negative_rows)
+    warnings = [message for message in [frame_shape_warning(pairs, resize, annotations)] if message]
+    maps, failures, settings, label, audio_warnings = compute_maps(arguments, spec, resize, pairs + negatives)
+    warnings += audio_warnings
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr)
     negative_names = {pair.name for pair in negatives}
@@ -319,12 +340,9 @@ def main(argv=None):
                            arguments.ogl, arguments.protocol)
     else:
         rows = baseline_scores(positives + scored_negatives, ground_truths)
-    row_reports = {}
-    for row, scores in rows.items():
-        row_reports[row], row_summary = row_report(scores, positives, scored_negatives, bool(negative_rows),
-                                                   box_counts, areas)
-        if row == "av":
-            summary = row_summary
+    row_reports = {row: row_report(scores, positives, scored_negatives, bool(negative_rows), box_counts, areas)
+                   for row, scores in rows.items()}
+    summary = metrics.summarise([rows["av"][name][0] for name in positives])
     degenerate = degenerate_items({name: annotations[name] for name in positives})
     cious = {name: rows["av"][name][0] for name in positives}
     thresholds, rates = metrics.success_curve([cious[name] for name in positives])
@@ -384,6 +402,7 @@ def main(argv=None):
     if arguments.figures:
         chosen = spread_over_scores(cious, arguments.figures)
         figure_maps = {name: (maps[name]["similarity"], maps[name]["positive_mask"]) for name in positives}
+        image_size = settings["image_size"] if settings else metrics.MAP_SIZE
         figures = save_overlays(chosen, {pair.name: pair for pair in pairs}, figure_maps, cious, annotations,
                                 set(degenerate), image_size, os.path.join(out_dir, FIGURES_FOLDER), label, resize)
         outputs.append(f"{len(figures)} figure(s) in {FIGURES_FOLDER}/")

@@ -4,7 +4,7 @@ under a protocol, then the LVS numbers over the positives and SLAVC's numbers wi
 Usage (from evaluate.py):
     rows = score_items(maps, names, ground_truths, protocols.PROTOCOLS["ezvsl"], (-1.0, 1.0), alpha=0.4,
                        protocol="ezvsl")
-    report, summary = row_report(rows["av"], positives, negatives, True, box_counts, areas)
+    report = row_report(rows["av"], positives, negatives, True, box_counts, areas)
 """
 
 import extended_metrics
@@ -78,6 +78,6 @@ def row_report(scores, positives, negatives, extended, box_counts, areas):
             [scores[name][1] for name in names])
         report.update(numbers)
         report["precision_recall"] = {"thresholds": thresholds, "precision": precisions, "recall": recalls}
-    return report, summary
+    return report
 
 
