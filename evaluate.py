@@ -215,6 +215,17 @@ def per_item_csv(names, rows, degenerate, annotations, kinds, box_counts, areas)
     return buffer.getvalue()
 
 
+def json_safe(value):
+    """value with every NaN / infinite float replaced by None, so metrics.json is strict JSON (empty buckets)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def fail(message):
     """End the run with one error line."""
     raise SystemExit(f"error: {message}")
@@ -390,7 +401,7 @@ def main(argv=None):
         report["ogl"] = {"alpha": arguments.ogl, "image_weights": arguments.image_weights,
                          "rows": {ROWS[row]: {key: value for key, value in numbers.items() if key != "precision_recall"}
                                   for row, numbers in row_reports.items()}}
-    write_text(os.path.join(out_dir, METRICS_FILE), json.dumps(report, indent=1) + "\n")
+    write_text(os.path.join(out_dir, METRICS_FILE), json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n")
     draw_histogram([cious[name] for name in positives], summary, os.path.join(out_dir, HISTOGRAM_FILE), label)
     outputs = [PER_ITEM_FILE, METRICS_FILE, HISTOGRAM_FILE]
     if negative_rows:

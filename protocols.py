@@ -8,6 +8,9 @@
 The slavc protocol is ezvsl with F.interpolate(bicubic, align_corners=True) (SLAVC test.py, with
 --relative_prediction and pred_size 0.5, the thresholding SLAVC's numbers use with OGL).
 
+The ground truth is the same in both: SLAVC's datasets.py builds VGG-SS maps from (clip(box, 0, 1) * 224).astype(int),
+which equals LVS's int(224 * max(v, 0)) capped at 224 (annotations.py); Flickr consensus maps are identical.
+
 F.interpolate(..., align_corners=True) is written here as two 1-D interpolation matrices (out x in), applied to
 rows and columns: output pixel i samples input coordinate i * (in - 1) / (out - 1); bicubic uses PyTorch's cubic
 convolution kernel (A = -0.75) with the indices clamped at the border.

@@ -85,6 +85,8 @@ def test_extended_set_overlap_tiling_and_sample_rate_with_a_trained_model(tmp_pa
     for key in ("ap", "max_f1", "loc_acc", "n_positive", "n_negative"):
         assert metrics_report[key] == pytest.approx(expected[key])
     assert set(metrics_report["buckets"]) == {"small", "medium", "large", "huge"}
+    assert "NaN" not in (out / "metrics.json").read_text()  # strict JSON: an empty bucket's numbers are null
+    assert metrics_report["buckets"]["huge"]["ap"] is None and metrics_report["buckets"]["huge"]["n_items"] == 0
     assert all(0 <= float(row["confidence"]) <= 1 for row in rows)
     extended_report = metrics_report["extended"]
     assert (extended_report["n_negative_rows"], extended_report["n_negative_scored"],
