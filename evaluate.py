@@ -287,8 +287,20 @@ def read_items(arguments):
     return annotations, pairs, missing, negative_rows, negatives, missing_negatives
 
 
-def compute_maps(arguments, spec, resize, pairs):
+def count_text(total, negatives):
+    """'110 item(s)', or '110 item(s) + 40 negative pair(s)'."""
+    return f"{total - negatives} item(s)" + (f" + {negatives} negative pair(s)" if negatives else "")
+
+
+def compute_maps(arguments, spec, resize, pairs, negatives=0):
     """The raw maps of every pair (the model's, or the baseline's fixed map) and how they were read.
+
+    Args:
+        arguments: the parsed flags.
+        spec: protocols.PROTOCOLS[arguments.protocol].
+        resize: "crop" or "squash".
+        pairs: positives then negatives (preprocessing.Pair).
+        negatives: how many of pairs are negatives (for the printout).
 
     Returns:
         (maps, failures, settings, label, warnings): maps and failures as evaluation_maps.model_maps; settings the
@@ -296,7 +308,7 @@ def compute_maps(arguments, spec, resize, pairs):
     """
     if not arguments.checkpoint:
         label = f"{arguments.baseline} baseline"
-        print(f"scoring {len(pairs)} pair(s) of {arguments.data_dir} with the {label}")
+        print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with the {label}")
         baseline = metrics.centre_baseline_map()  # 224 x 224
         return {pair.name: {"similarity": baseline, "positive_mask": baseline} for pair in pairs}, {}, None, label, []
     model = load_model(arguments.checkpoint)
@@ -311,7 +323,7 @@ def compute_maps(arguments, spec, resize, pairs):
     except ValueError as error:
         fail(error)
     label = f"checkpoint {arguments.checkpoint}"
-    print(f"scoring {len(pairs)} pair(s) of {arguments.data_dir} with {label}, protocol {arguments.protocol}, "
+    print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with {label}, protocol {arguments.protocol}, "
           f"--resize {resize}")
     maps, failures, durations = model_maps(model, pairs, settings, spec["audio_window"], arguments.batch_size,
                                            resize=resize, object_mapper=mapper)
@@ -327,7 +339,7 @@ def main(argv=None):
     annotations, pairs, missing, negative_rows, negatives, missing_negatives = read_items(arguments)
     inconsistent = inconsistent_rows(negative_rows)
     warnings = [message for message in [frame_shape_warning(pairs, resize, annotations)] if message]
-    maps, failures, settings, label, audio_warnings = compute_maps(arguments, spec, resize, pairs + negatives)
+    maps, failures, settings, label, audio_warnings = compute_maps(arguments, spec, resize, pairs + negatives, len(negatives))
     warnings += audio_warnings
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr)

@@ -153,7 +153,7 @@ def draw_precision_recall(curves, path, title):
     axis.set_xlabel("recall (positives found in the right place)")
     axis.set_ylabel("precision")
     axis.set_title(title, fontsize=9)
-    axis.legend(fontsize=8, loc="lower left")
+    axis.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
     save_figure(figure, path)
 
