@@ -47,10 +47,7 @@ def score_items(maps, names, ground_truths, spec, confidence_range, alpha=None, 
         object_large = protocols.upsample(maps[name]["object"], metrics.MAP_SIZE, spec["upsampling"])
         object_scaled = object_guidance.scale_object(object_large)
         rows["obj"][name] = item_scores(object_large, ground_truth, spec["prediction"], object_scaled)
-        if protocol == "ezvsl":
-            mixed = object_guidance.mix(av_large, object_large, alpha, protocol)
-        else:
-            mixed = alpha * av_scaled + (1 - alpha) * object_scaled
+        mixed = object_guidance.mix(av_large, object_large, alpha, protocol, confidence_range)
         rows["av_ogl"][name] = item_scores(mixed, ground_truth, spec["prediction"], mixed)
     return rows
 

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+import extended_metrics
 import protocols
 import resnet18
 
@@ -50,30 +51,26 @@ class ObjectMapper:
         return np.abs(features).mean(axis=-1)  # NormReducer(dim=channels): batch x h x w
 
 
-def mix(audio_visual_map, object_map, alpha, protocol):
+def mix(audio_visual_map, object_map, alpha, protocol, audio_visual_range=AUDIO_VISUAL_RANGE):
     """The AV + OGL map of one item (both maps already upsampled to 224 x 224).
 
     Args:
         audio_visual_map: the upsampled cosine map.
         object_map: the upsampled object map.
         alpha: the weight of the audio-visual map (0.4 in EZ-VSL and SLAVC).
-        protocol: "ezvsl" (min-max both, mix, min-max) or "lvs" / "slavc" (fixed ranges, mix).
+        protocol: "ezvsl" (min-max both, mix, min-max: EZ-VSL test.py) or "lvs" / "slavc" (both scaled from fixed
+            ranges, then mixed: SLAVC test.py).
+        audio_visual_range: the fixed range of the audio-visual map (LVS's cosine: -1, 1).
 
     Returns:
         224 x 224 float64 map.
     """
     if protocol == "ezvsl":
         return protocols.min_max(alpha * protocols.min_max(audio_visual_map) + (1 - alpha) * protocols.min_max(object_map))
-    return alpha * scale_audio_visual(audio_visual_map) + (1 - alpha) * scale_object(object_map)
-
-
-def scale_audio_visual(upsampled_map):
-    """LVS's cosine map from [-1, 1] to [0, 1]."""
-    low, high = AUDIO_VISUAL_RANGE
-    return (np.asarray(upsampled_map, np.float64) - low) / (high - low)
+    scaled = extended_metrics.fixed_range_scale(audio_visual_map, *audio_visual_range)
+    return alpha * scaled + (1 - alpha) * scale_object(object_map)
 
 
 def scale_object(upsampled_map):
     """The object map from SLAVC's fixed range [0, 2.5] to [0, 1]."""
-    low, high = OBJECT_RANGE
-    return (np.asarray(upsampled_map, np.float64) - low) / (high - low)
+    return extended_metrics.fixed_range_scale(upsampled_map, *OBJECT_RANGE)

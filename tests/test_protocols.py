@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import metrics
+import object_guidance
 import protocols
 
 
@@ -87,3 +88,17 @@ def test_audio_window_start_and_centre():
     assert np.array_equal(protocols.audio_window(samples[:20], 10, 3, "centre"), samples[:20])  # shorter: from 0
     with pytest.raises(ValueError, match="unknown audio window"):
         protocols.audio_window(samples, 10, 3, "end")
+
+
+def test_ogl_mix_is_slavcs_fixed_range_mix_or_ezvsls_min_max_mix():
+    rng = np.random.default_rng(9)
+    heatmap_av, heatmap_obj = rng.uniform(-0.3, 0.8, size=(224, 224)), rng.uniform(0, 3, size=(224, 224))
+    min_max_norm = lambda x, xmin, xmax: (x - xmin) / (xmax - xmin)  # noqa: E731  (SLAVC test.py)
+    slavc = min_max_norm(heatmap_av, -1.0, 1.0) * 0.4 + min_max_norm(heatmap_obj, 0.0, 2.5) * (1 - 0.4)
+    np.testing.assert_allclose(object_guidance.mix(heatmap_av, heatmap_obj, 0.4, "slavc"), slavc, atol=1e-12)
+    pred_av, pred_obj = ezvsl_normalize_img(heatmap_av), ezvsl_normalize_img(heatmap_obj)  # EZ-VSL test.py
+    ezvsl = ezvsl_normalize_img(pred_av * 0.4 + pred_obj * (1 - 0.4))
+    np.testing.assert_allclose(object_guidance.mix(heatmap_av, heatmap_obj, 0.4, "ezvsl"), ezvsl, atol=1e-12)
+    assert object_guidance.mix(heatmap_av, heatmap_obj, 1.0, "lvs", (-0.5, 1.5)) == pytest.approx((heatmap_av + 0.5) / 2)
+    with pytest.raises(ValueError, match="weights not found"):
+        object_guidance.ObjectMapper("/nowhere/resnet18.weights.h5")
