@@ -11,6 +11,8 @@ Usage:
     maps, failures, durations = model_maps(model, pairs, settings, "start", 16)
 """
 
+import concurrent.futures
+import os
 import sys
 
 import numpy as np
@@ -19,6 +21,8 @@ from tqdm import tqdm
 
 import preprocessing
 import protocols
+
+LOADING_THREADS = min(4, os.cpu_count() or 1)
 
 
 class LoadedItem:
@@ -54,20 +58,34 @@ def load_item(pair, settings, window, resize):
     return LoadedItem(pair.name, frame, waveform, rate, seconds)
 
 
+def _load_or_none(pair, settings, window, resize, failures):
+    """load_item, or None with the reason kept in failures (a corrupt file is reported and skipped, never fatal)."""
+    try:
+        return load_item(pair, settings, window, resize)
+    except Exception as error:
+        failures[pair.name] = f"{pair.image_path} / {pair.audio_path}: {type(error).__name__}: {error}"
+        print(f"warning: skipped {pair.name}: {failures[pair.name]}", file=sys.stderr)
+        return None
+
+
 def _batches(pairs, settings, window, resize, batch_size, failures):
-    """Lists of LoadedItem of one rate, at most batch_size long; failures collects "path: reason" by name."""
+    """Lists of LoadedItem of one rate, at most batch_size long; failures collects "path: reason" by name.
+
+    Pairs are decoded by a few threads (PIL and libsndfile release the GIL), a bounded chunk at a time.
+    """
     pending = {}
-    for pair in pairs:
-        try:
-            item = load_item(pair, settings, window, resize)
-        except Exception as error:  # a corrupt file is reported and skipped, never fatal
-            failures[pair.name] = f"{pair.image_path} / {pair.audio_path}: {type(error).__name__}: {error}"
-            print(f"warning: skipped {pair.name}: {failures[pair.name]}", file=sys.stderr)
-            continue
-        batch = pending.setdefault(item.rate, [])
-        batch.append(item)
-        if len(batch) == batch_size:
-            yield pending.pop(item.rate)
+    chunk = 4 * batch_size
+    with concurrent.futures.ThreadPoolExecutor(max_workers=LOADING_THREADS) as executor:
+        for start in range(0, len(pairs), chunk):
+            loaded = executor.map(lambda pair: _load_or_none(pair, settings, window, resize, failures),
+                                  pairs[start:start + chunk])
+            for item in loaded:
+                if item is None:
+                    continue
+                batch = pending.setdefault(item.rate, [])
+                batch.append(item)
+                if len(batch) == batch_size:
+                    yield pending.pop(item.rate)
     yield from pending.values()
 
 
