@@ -405,6 +405,7 @@ def main(argv=None):
                               "n_negative_rows": len(negative_rows), "n_negative_scored": len(scored_negatives),
                               "n_negative_missing": len(missing_negatives),
                               "n_inconsistent_rows": len(inconsistent),
+                              "n_inconsistent_not_annotated": sum(video not in annotations for video, _ in inconsistent),
                               "inconsistent_rows_note": "non-sounding rows whose video is their audio (a frame with "
                                                         "its own sound); kept as negatives, as SLAVC keeps them"}
         write_text(os.path.join(out_dir, MISSING_NEGATIVES_FILE), "".join(f"{name}\n" for name in missing_negatives))
@@ -445,9 +446,11 @@ def main(argv=None):
         print(f"extended: {len(scored_negatives)} of {len(negative_rows)} non-sounding pairs scored"
               + (f", {len(missing_negatives)} missing (in {MISSING_NEGATIVES_FILE})" if missing_negatives else ""))
         if inconsistent:
+            outside = sum(video not in annotations for video, _ in inconsistent)
             print_lines(f"{len(inconsistent)} non-sounding row(s) of {arguments.extended} pair a frame with its own "
-                        f"clip's audio (video == audio); kept as negatives as SLAVC keeps them, listed in "
-                        f"{INCONSISTENT_FILE}", [video for video, _ in inconsistent])
+                        f"clip's audio (video == audio; {outside} of them are clips without an annotation in "
+                        f"{arguments.annotations}); kept as negatives as SLAVC keeps them, listed in {INCONSISTENT_FILE}",
+                        [video for video, _ in inconsistent])
     print(f"wrote {', '.join(outputs)} to {out_dir}")
     if len(row_reports) > 1 or negative_rows:
         for row, numbers in row_reports.items():

@@ -3,7 +3,10 @@
 Each row `video,audio,label` with label "non-sounding" is a negative: the frame of `video` with the audio of
 `audio`, nothing in the frame makes that sound (SLAVC datasets.py appends exactly these rows, with no box).
 The published VGG-SS list has rows whose video equals their audio (379 of 5,158): a frame with its own clip's
-sound, labelled non-sounding. They are reported and kept, as SLAVC keeps them (inconsistent_rows names them).
+sound, labelled non-sounding. They are exactly the 379 rows whose clip is not a VGG-SS test item (not in
+vggss_test.csv nor vggss.json): it looks as if their audio was meant to come from another clip. They are reported
+and kept, as SLAVC keeps them (inconsistent_rows names them). In flickr_test_plus_silent.csv one video
+(3908875350) is on the 250-id list but not on LVS's 249-id flickr_test.csv.
 
 Usage:
     from extended_sets import read_extended_list, negative_pairs

@@ -201,7 +201,10 @@ def test_huge_coordinates_are_clipped_not_overflowing(tmp_path):
 
 def test_extended_list_reader_and_inconsistent_rows(tmp_path, metadata_dir):
     rows = read_extended_list(metadata_dir / "vggss_test_plus_silent.csv")
-    assert len(rows) == 5158 and sum(video == audio for video, audio in rows) == 379
+    inconsistent = {video for video, audio in rows if video == audio}
+    assert len(rows) == 5158 and len(inconsistent) == 379
+    # they are exactly the rows whose clip is not a VGG-SS test item
+    assert inconsistent == {video for video, _ in rows} - set(read_test_list(metadata_dir / "vggss_test.csv"))
     assert len(read_extended_list(metadata_dir / "flickr_test_plus_silent.csv")) == 250
     empty = tmp_path / "empty.csv"
     empty.write_text("video,audio,label\na,b,sounding\n")
