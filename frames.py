@@ -65,6 +65,23 @@ def to_rgb(image):
     return image.convert("RGB")
 
 
+def _open_checked(path, decode):
+    """Open an image (header only), refuse bombs and absurd shapes, then return decode(image)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_image_size(*image.size)
+                return decode(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"decompression bomb: {error}") from None
+
+
+def frame_size(path):
+    """(width, height) of an image file from its header; ValueError for a bomb or an absurd shape."""
+    return _open_checked(path, lambda image: image.size)
+
+
 def open_frame(path):
     """Read an image file as 8-bit RGB, refusing bombs and absurd shapes before decoding.
 
@@ -74,11 +91,7 @@ def open_frame(path):
     Returns:
         A PIL.Image in mode RGB.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            check_image_size(*image.size)
-            return to_rgb(image)
+    return _open_checked(path, to_rgb)
 
 
 def _resize_shorter_side(image, size):

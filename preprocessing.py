@@ -25,7 +25,6 @@ import sys
 import numpy as np
 import scipy.signal
 import tensorflow as tf
-from PIL import Image
 
 from audio import (  # noqa: F401  (re-exported: scripts import them from here)
     AUDIO_EXTENSIONS,
@@ -47,6 +46,7 @@ from frames import (  # noqa: F401  (re-exported)
     RESIZE_MODES,
     TRAINING_RESIZE_RATIO,
     check_image_size,
+    frame_size,
     load_frame,
     prepare_frame,
 )
@@ -84,11 +84,14 @@ def check_settings(settings):
         sample_rate = NATIVE if merged["sample_rate"] == NATIVE else int(merged["sample_rate"])
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"settings must be numbers (sample_rate may be '{NATIVE}'), got {merged}") from None
-    if not 32 <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"image_size must be between 32 and {MAX_IMAGE_SIZE} pixels, got {image_size}")
-    if sample_rate != NATIVE and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz or "
-                         f"'{NATIVE}', got {sample_rate}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    if image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at most {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    if sample_rate != NATIVE and sample_rate < MIN_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be at least {MIN_SAMPLE_RATE} Hz (or '{NATIVE}'), got {sample_rate}")
+    if sample_rate != NATIVE and sample_rate > MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be at most {MAX_SAMPLE_RATE} Hz (or '{NATIVE}'), got {sample_rate}")
     if not (math.isfinite(audio_seconds) and 0 < audio_seconds <= MAX_AUDIO_SECONDS):
         raise ValueError(f"audio_seconds must be a finite number of seconds in (0, {MAX_AUDIO_SECONDS:g}] "
                          f"(a batch holds that much audio per item), got {merged['audio_seconds']}")
@@ -134,20 +137,17 @@ def check_pair(image_path, audio_path):
     if os.path.getsize(image_path) == 0:
         return f"{image_path}: empty image file"
     try:
-        with Image.open(image_path) as image:
-            width, height = image.size
+        frame_size(image_path)
+    except ValueError as error:
+        return f"{image_path}: {error}"
     except Exception as error:  # PIL raises many types for a bad file
         return f"{image_path}: unreadable image ({type(error).__name__})"
     try:
-        check_image_size(width, height)
-    except ValueError as error:
-        return f"{image_path}: {error}"
-    try:
-        rate, frames, _, subtype = audio_info(audio_path)
-        check_sample_rate(rate)
-        if frames == 0:
+        info = audio_info(audio_path)
+        check_sample_rate(info.rate, info.channels)
+        if info.frames == 0:
             raise ValueError("zero-length audio")
-        if subtype in ("FLOAT", "DOUBLE"):
+        if info.subtype in ("FLOAT", "DOUBLE"):
             scan_for_non_finite(audio_path)
     except ValueError as error:
         return f"{audio_path}: {error}"
