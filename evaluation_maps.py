@@ -48,8 +48,8 @@ def load_item(pair, settings, window, resize):
     if window == "start":  # exactly preprocessing.load_waveform, the training rule; the header gives the length
         samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"],
                                                  max_seconds=settings["audio_seconds"])
-        native_rate, frames, _, _ = preprocessing.audio_info(pair.audio_path)
-        seconds = frames / native_rate if frames is not None else samples.shape[0] / rate
+        header = preprocessing.audio_info(pair.audio_path)  # AudioInfo(rate, frames, ...)
+        seconds = header.frames / header.rate if header.frames is not None else samples.shape[0] / rate
     else:  # the middle of the file needs all of it
         samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"])
         seconds = samples.shape[0] / rate
