@@ -210,3 +210,32 @@ def test_extended_list_reader_and_inconsistent_rows(tmp_path, metadata_dir):
     empty.write_text("video,audio,label\na,b,sounding\n")
     with pytest.raises(ValueError, match="no row"):
         read_extended_list(empty)
+
+
+def test_extended_negatives_from_their_own_folder(tmp_path):
+    data, elsewhere = tmp_path / "data", tmp_path / "negatives"
+    for index, name in enumerate(["a", "b"]):
+        write_frame(data / f"{name}.jpg", seed=index)
+        write_wav(data / f"{name}.wav", seed=index)
+    for index, name in enumerate(["x", "y"]):
+        write_frame(elsewhere / "frames" / f"{name}.jpg", seed=index + 5)
+        write_wav(elsewhere / "audio" / f"{name}.wav", seed=index + 5)
+    annotations = write_vggss_json(tmp_path / "vggss.json", {"a": [CENTRE], "b": [[0.0, 0.0, 0.2, 0.2]]})
+    extended = tmp_path / "plus.csv"
+    extended.write_text("x,y,non-sounding\ny,x,non-sounding\na,b,non-sounding\n")
+    out = tmp_path / "out"
+    evaluate.main(["--baseline", "centre", "--data_dir", str(data), "--annotations", str(annotations),
+                   "--extended", str(extended), "--extended_dir", str(elsewhere), "--out_dir", str(out)])
+    report = json.loads((out / "metrics.json").read_text())
+    assert (report["extended"]["n_negative_scored"], report["extended"]["n_negative_missing"]) == (2, 1)
+    assert (out / "missing_negatives.txt").read_text() == "a+b\n"  # a and b are not in --extended_dir
+    # the fixed map gives every item one confidence c: at t = c all four are detected, a right (cIoU 1), b wrong
+    # (cIoU 0) and both negatives false positives: p = 1/4, r = 1, F1 = 2/5; AP sums no recall step: 0
+    rows = [line.split(",") for line in (out / "per_item.csv").read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["a", "b", "x+y", "y+x"] and len({row[9] for row in rows}) == 1
+    assert report["loc_acc"] == 0.5 and report["n_negative"] == 2
+    assert report["max_f1"] == pytest.approx(0.4) and report["ap"] == 0.0
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["--baseline", "centre", "--data_dir", str(data), "--annotations", str(annotations),
+                       "--extended", str(extended), "--extended_dir", str(tmp_path / "nowhere")])
+    assert str(stop.value.code) == f"error: --extended_dir folder not found: {tmp_path / 'nowhere'}"
