@@ -431,31 +431,40 @@ def main(argv=None):
                                 set(degenerate), image_size, os.path.join(out_dir, FIGURES_FOLDER), label, resize)
         outputs.append(f"{len(figures)} figure(s) in {FIGURES_FOLDER}/")
 
-    if missing:
-        details = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
-        print(f"missing {len(missing)} item(s) ({details}); ids in {os.path.join(out_dir, MISSING_FILE)}")
+    print_results(report, row_reports, summary, outputs, inconsistent, out_dir)
+
+
+def print_results(report, row_reports, summary, outputs, inconsistent, out_dir):
+    """Say what metrics.json holds besides the numbers (missing, degenerate, overlap, negatives), then the numbers;
+    the last line is summary_line."""
+    if report["n_missing"]:
+        details = ", ".join(f"{count} {reason}" for reason, count in report["missing_reasons"].items())
+        print(f"missing {report['n_missing']} item(s) ({details}); ids in {os.path.join(out_dir, MISSING_FILE)}")
+    degenerate = report["degenerate_ids"]
     if degenerate:
         print_lines(f"{len(degenerate)} scored item(s) have no usable ground-truth box and score 0 as in the official "
                     f"code (degenerate = 1 in {PER_ITEM_FILE})", degenerate)
     if summary["undefined"]:
         print(f"{summary['undefined']} item(s) have an undefined cIoU (empty box and empty prediction); counted as failures")
-    if overlap:
-        print_lines(f"warning: {len(overlap)} scored item(s) were training pairs of this checkpoint "
-                    f"({overlap_file}); its numbers on them are not test numbers", overlap)
-    if negative_rows:
-        print(f"extended: {len(scored_negatives)} of {len(negative_rows)} non-sounding pairs scored"
-              + (f", {len(missing_negatives)} missing (in {MISSING_NEGATIVES_FILE})" if missing_negatives else ""))
+    overlap = report["test_overlap"]
+    if overlap["names"]:
+        print_lines(f"warning: {overlap['n_overlapping']} scored item(s) were training pairs of this checkpoint "
+                    f"({overlap['file']}); its numbers on them are not test numbers", overlap["names"])
+    extended = report.get("extended")
+    if extended:
+        missing_negatives = extended["n_negative_missing"]
+        print(f"extended: {extended['n_negative_scored']} of {extended['n_negative_rows']} non-sounding pairs scored"
+              + (f", {missing_negatives} missing (in {MISSING_NEGATIVES_FILE})" if missing_negatives else ""))
         if inconsistent:
-            outside = sum(video not in annotations for video, _ in inconsistent)
-            print_lines(f"{len(inconsistent)} non-sounding row(s) of {arguments.extended} pair a frame with its own "
-                        f"clip's audio (video == audio; {outside} of them are clips without an annotation in "
-                        f"{arguments.annotations}); kept as negatives as SLAVC keeps them, listed in {INCONSISTENT_FILE}",
-                        [video for video, _ in inconsistent])
+            print_lines(f"{len(inconsistent)} non-sounding row(s) of {extended['list']} pair a frame with its own "
+                        f"clip's audio (video == audio; {extended['n_inconsistent_not_annotated']} of them are clips "
+                        f"without an annotation in {report['annotations']}); kept as negatives as SLAVC keeps them, "
+                        f"listed in {INCONSISTENT_FILE}", [video for video, _ in inconsistent])
     print(f"wrote {', '.join(outputs)} to {out_dir}")
-    if len(row_reports) > 1 or negative_rows:
+    if len(row_reports) > 1 or extended:
         for row, numbers in row_reports.items():
             print(row_line(ROWS[row], numbers))
-    print(summary_line(summary, len(missing)))
+    print(summary_line(summary, report["n_missing"]))
 
 
 def row_line(label, numbers):
