@@ -24,6 +24,7 @@ Usage:
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -37,6 +38,9 @@ FLICKR_ANNOTATION_SIZE = 256
 VGGSS = "vggss"
 FLICKR = "flickr"
 COORDINATE_TAGS = ("xmin", "ymin", "xmax", "ymax")
+# Coordinates beyond this are clipped to it on reading: far outside any frame (VGG-SS fractions, Flickr 256-px),
+# and small enough that 224 * value / 256 stays a float (1e308 or a 400-digit integer would overflow).
+COORDINATE_LIMIT = 1e9
 
 
 class Annotation(NamedTuple):
@@ -59,14 +63,20 @@ def _check_size(size):
     return int(size)
 
 
+def _clip_coordinate(value):
+    """A coordinate clipped to +-COORDINATE_LIMIT, as a float (a 400-digit integer or 1e308 never overflows later)."""
+    return float(min(max(value, -COORDINATE_LIMIT), COORDINATE_LIMIT))
+
+
 def _check_box(box, where):
-    """A box as a tuple of four finite numbers, or ValueError naming `where`."""
+    """A box as a tuple of four finite floats (clipped to +-COORDINATE_LIMIT), or ValueError naming `where`."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise ValueError(f"{where}: a box must be [xmin, ymin, xmax, ymax], got {box!r}")
+        raise ValueError(f"{where}: a box must be [xmin, ymin, xmax, ymax], got {str(box)[:80]}")
     for value in box:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where}: box coordinates must be finite numbers, got {box!r}")
-    return tuple(box)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"{where}: box coordinates must be finite numbers, got {str(box)[:80]}")
+    return tuple(_clip_coordinate(value) for value in box)
 
 
 def vggss_ground_truth_map(boxes, size=MAP_SIZE):
@@ -146,6 +156,45 @@ def degenerate_items(annotations, size=MAP_SIZE):
     return sorted(name for name, annotation in annotations.items() if not ground_truth_map(annotation, size).any())
 
 
+def read_text(path):
+    """The content of a UTF-8 text file, or ValueError naming it (unreadable, or not UTF-8 such as latin-1).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The text (line ends kept as they are).
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            return file.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from error
+
+
+def read_json(path):
+    """A JSON file's value, or ValueError naming it (unreadable, not UTF-8, invalid, nested too deeply)."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a metadata file") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"{path} is not valid JSON: {str(error)[:200]}") from None
+
+
+def read_csv_rows(path):
+    """The non-empty rows of a UTF-8 csv file, or ValueError naming it."""
+    try:
+        return [row for row in csv.reader(io.StringIO(read_text(path))) if row]
+    except csv.Error as error:
+        raise ValueError(f"{path} is not a readable csv: {error}") from error
+
+
 def load_vggss_annotations(json_path):
     """Read vggss.json: a list of {"file": name, "class": class, "bbox": [[xmin, ymin, xmax, ymax], ...]}.
 
@@ -158,13 +207,7 @@ def load_vggss_annotations(json_path):
     Raises:
         ValueError: if the file is missing, not JSON, or an entry is malformed or repeated.
     """
-    try:
-        with open(json_path, encoding="utf-8") as file:
-            entries = json.load(file)
-    except OSError as error:
-        raise ValueError(f"cannot read {json_path}: {error.strerror}") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{json_path} is not valid JSON: {error}") from error
+    entries = read_json(json_path)
     if not isinstance(entries, list):
         raise ValueError(f"{json_path}: expected a list of items, got {type(entries).__name__}")
     annotations = {}
@@ -186,16 +229,16 @@ def _parse_coordinate(element, where):
     """An XML coordinate as an int (the official int(text)), or a float if it is written as one."""
     text = (element.text or "").strip()
     try:
-        return int(text)
+        return _clip_coordinate(int(text))
     except ValueError:
         pass
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{where}: coordinate <{element.tag}> is not a number: {text!r}") from None
+        raise ValueError(f"{where}: coordinate <{element.tag}> is not a number: {text[:80]!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"{where}: coordinate <{element.tag}> is not finite: {text!r}")
-    return value
+        raise ValueError(f"{where}: coordinate <{element.tag}> is not finite: {text[:80]!r}")
+    return _clip_coordinate(value)
 
 
 def read_flickr_boxes(xml_path):
@@ -288,11 +331,7 @@ def read_test_list(csv_path):
     Raises:
         ValueError: if the file is missing or holds no name.
     """
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as file:
-            names = [row[0].strip() for row in csv.reader(file) if row and row[0].strip()]
-    except OSError as error:
-        raise ValueError(f"cannot read {csv_path}: {error.strerror}") from error
+    names = [row[0].strip().lstrip("\ufeff") for row in read_csv_rows(csv_path) if row[0].strip()]
     if not names:
         raise ValueError(f"{csv_path} lists no test item")
     return names

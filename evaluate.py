@@ -1,18 +1,29 @@
-r"""Score sound-source localisation on VGG-SS or Flickr SoundNet with the official LVS protocol (cIoU@0.5, AUC).
+r"""Score sound-source localisation on VGG-SS or Flickr SoundNet: cIoU@0.5 and AUC under the LVS or the EZ-VSL
+protocol, and AP / max-F1 / LocAcc on SLAVC's extended test sets; optional object-guided localisation (OGL).
 
-Every test item that has a frame/wav pair in --data_dir and a ground truth in --annotations is scored as the
-official test.py scores it (metrics.py, annotations.py): the raw map S_ii is resized to 224 x 224, its top half
-is the prediction, cIoU_i is measured against the ground-truth map. Items of --test_list without a pair (or
-without an annotation) are counted as missing and listed; they are not an error.
+Every test item that has a frame/audio pair in --data_dir and a ground truth in --annotations is scored; items
+of --test_list without a pair (or without an annotation) are counted as missing and listed, not an error.
 
---baseline centre scores a fixed centred box (half the frame's side, metrics.centre_baseline_map) instead of a
-model, on the same items, so its numbers sit beside a model's.
+--protocol (every choice it implies is written to metrics.json under "protocol"):
+    lvs    (default) the official LVS test.py: shorter side to 224 + centre crop, the checkpoint's audio_seconds
+           from 0 s, cv2 bilinear upsampling, pixels above the median of the min-max map (metrics.py)
+    ezvsl  EZ-VSL / FNAC test.py: Resize((224, 224)) (the whole frame squashed), the middle 3 s of audio,
+           F.interpolate(bilinear, align_corners=True), pixels >= sorted(map)[n // 2] of the min-max map
+    slavc  as ezvsl with F.interpolate(bicubic, align_corners=True) (SLAVC test.py --relative_prediction)
+--resize crop|squash overrides the protocol's frame transform. VGG-SS and Flickr boxes are fractions of the
+whole frame: with crop, a non-square frame loses its sides, and evaluate.py says so once.
+--extended LIST.csv adds SLAVC's negatives (video's frame with audio's sound, no box) and reports AP, max-F1 and
+LocAcc (extended_metrics.py), overall and per box size. The confidence of an item is SLAVC's: the mean of the top
+quarter of the upsampled map scaled from --confidence_range (LVS's S_ii is a cosine: -1 1) to [0, 1].
+--ogl ALPHA also scores the object map of an ImageNet ResNet-18 (OBJ) and the mix AV + OGL (object_guidance.py).
 
 Written to --out_dir (atomically):
-    per_item.csv          id, ciou, degenerate (1: the item has no usable box; it scores 0 like officially), class
-    metrics.json          ciou, auc, mean_ciou, n_scored, n_missing, n_degenerate, degenerate_ids, ...
+    per_item.csv          id, ciou, degenerate, class, kind (positive/negative), video, audio, boxes, area,
+                          confidence (+ obj_/av_ogl_ columns with --ogl)
+    metrics.json          ciou, auc, mean_ciou, n_scored, n_missing, protocol, ... (+ ap, max_f1, loc_acc, buckets)
     missing_ids.txt       test-list ids that could not be scored, one a line (usable as a --test_list)
     ciou_histogram.png    the per-item cIoU distribution with the 0.5 success line
+    precision_recall.png  with --extended: SLAVC's precision-recall points, one line per row (AV, OBJ, AV+OGL)
     figures/RANK_ID.png   with --figures N: N items spread from the best to the worst, boxes drawn
 The last line printed is the summary, e.g.
     cIoU@0.5 0.412  AUC 0.398  mean cIoU 0.401  (scored 110, missing 0)
@@ -23,44 +34,58 @@ Usage:
     python evaluate.py --baseline centre --data_dir data/demo/test \
         --annotations data/demo/test_annotations.json --out_dir runs/demo/evaluation_centre
     python evaluate.py --checkpoint lvs_vggss.pth.tar --data_dir data/vggss --annotations data/metadata/vggss.json
+    python evaluate.py --checkpoint lvs_vggss.pth.tar --data_dir data/vggss --annotations data/metadata/vggss.json \
+        --protocol ezvsl --extended data/metadata/vggss_test_plus_silent.csv --ogl 0.4 --out_dir eval_extended
     python evaluate.py --checkpoint lvs_flickr.pth.tar --data_dir data/flickr --annotations data/flickr/Annotations \
-        --test_list data/metadata/flickr_test.csv
+        --test_list data/metadata/flickr_test.csv --sample_rate native
 """
 
 import argparse
 import csv
 import io
 import json
+import math
 import os
-import re
 import sys
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import metrics  # noqa: E402
-from arguments import non_negative_int, positive_int  # noqa: E402
-import preprocessing  # noqa: E402
-from annotations import FLICKR, FLICKR_ANNOTATION_SIZE, degenerate_items, ground_truth_map  # noqa: E402
-from annotations import load_annotations, read_test_list  # noqa: E402
-from atomic import write_text  # noqa: E402
-from model import load_checkpoint  # noqa: E402
-from predict import draw_panels, frame_pixels, predict_maps, save_figure  # noqa: E402
+import metrics
+import object_guidance
+import preprocessing
+import protocols
+from annotations import degenerate_items, ground_truth_map, load_annotations, read_test_list
+from arguments import non_negative_int, positive_int, sample_rate
+from atomic import write_text
+from evaluation_figures import draw_histogram, draw_precision_recall, save_overlays, spread_over_scores
+from evaluation_figures import normalised_boxes  # noqa: F401  (the tests reach it through evaluate)
+from evaluation_checks import find_test_overlap, frame_shape_warning, tiling_warning, training_set
+from evaluation_maps import model_maps
+from evaluation_scores import ROWS, baseline_scores, row_report, score_items
+from extended_sets import inconsistent_rows, negative_pairs, read_extended_list
+from model import LVSModel, load_checkpoint
 
 BASELINES = ("centre",)
 PER_ITEM_FILE = "per_item.csv"
 METRICS_FILE = "metrics.json"
 MISSING_FILE = "missing_ids.txt"
+MISSING_NEGATIVES_FILE = "missing_negatives.txt"
+INCONSISTENT_FILE = "inconsistent_negatives.txt"
 HISTOGRAM_FILE = "ciou_histogram.png"
+PRECISION_RECALL_FILE = "precision_recall.png"
 FIGURES_FOLDER = "figures"
-FIGURE_PATTERN = re.compile(r"^\d+_.+\.png$")  # RANK_ID.png, the files a previous --figures run left
 NO_PAIR = "no usable frame/wav pair in --data_dir"
 NO_ANNOTATION = "no annotation"
 NOT_DECODED = "failed to decode"
-LISTED_DEGENERATE = 10  # how many degenerate ids the printout names
+LISTED = 10  # how many ids a printed list names
+
+
+def alpha_argument(text):
+    """--ogl: a weight in [0, 1]."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def parse_arguments(argv=None):
@@ -69,18 +94,50 @@ def parse_arguments(argv=None):
     source.add_argument("--checkpoint", help="model.keras from train.py, or an official LVS .pth.tar")
     source.add_argument("--baseline", choices=BASELINES,
                         help="score a fixed map instead of a model: 'centre' = a centred box of half the frame's side")
-    parser.add_argument("--data_dir", required=True, help="folder of NAME.jpg|.png + NAME.wav pairs (as train.py reads them)")
+    parser.add_argument("--data_dir", required=True,
+                        help="the test clips: NAME.jpg|.png + NAME.wav pairs, frames/ + audio/ folders, or Flickr's Data/")
     parser.add_argument("--annotations", required=True,
                         help="a vggss.json-style file, or a folder of Flickr SoundNet NAME.xml files")
     parser.add_argument("--test_list", default=None,
-                        help="csv whose first column is the test ids (vggss_test.csv, flickr_test.csv); "
-                             "default: every annotated item present in --data_dir")
+                        help="csv whose first column is the test ids (vggss_test.csv, flickr_test.csv, "
+                             "vggss_heard_test.csv, ...); default: every annotated item present in --data_dir")
     parser.add_argument("--out_dir", default="evaluation",
                         help="where per_item.csv, metrics.json, missing_ids.txt and the plots go (default: evaluation)")
     parser.add_argument("--batch_size", type=positive_int, default=16, help="pairs per forward pass (default: 16)")
     parser.add_argument("--figures", type=non_negative_int, default=0, metavar="N",
                         help="save N overlays with the ground-truth boxes, spread from the best to the worst item (default: 0)")
-    return parser.parse_args(argv)
+    parser.add_argument("--protocol", choices=tuple(protocols.PROTOCOLS), default="lvs",
+                        help="lvs (default: crop, the checkpoint's audio from 0 s, cv2 upsampling, LVS median), ezvsl "
+                             "(squash, middle 3 s, bilinear F.interpolate, EZ-VSL median) or slavc (ezvsl with bicubic)")
+    parser.add_argument("--resize", choices=("crop", "squash"), default=None,
+                        help="override the protocol's frame transform: crop (shorter side + centre crop, LVS) or squash "
+                             "(the whole frame to a square, EZ-VSL)")
+    parser.add_argument("--sample_rate", type=sample_rate, default=None,
+                        help="read the audio at this rate (Hz) or 'native' (each file at its own rate); default: the "
+                             "checkpoint's (an official .pth.tar assumes 16000)")
+    parser.add_argument("--extended", default=None, metavar="LIST.csv",
+                        help="SLAVC's extended list (video,audio,label): add its non-sounding pairs and report AP, "
+                             "max-F1 and LocAcc")
+    parser.add_argument("--extended_dir", default=None,
+                        help="where the clips of the --extended negatives are (default: --data_dir)")
+    parser.add_argument("--confidence_range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
+                        help="the fixed range scaled to [0, 1] before the confidence is taken (default: -1 1, the "
+                             "range of LVS's cosine map; SLAVC's S / tau would be -1/tau 1/tau)")
+    parser.add_argument("--ogl", type=alpha_argument, default=None, metavar="ALPHA",
+                        help="also score object-guided localisation: alpha * AV + (1 - alpha) * OBJ (0.4 in EZ-VSL "
+                             "and SLAVC); rows AV, OBJ and AV+OGL")
+    parser.add_argument("--image_weights", default=object_guidance.DEFAULT_WEIGHTS,
+                        help="the ImageNet ResNet-18 of --ogl, converted by resnet18.py (default: "
+                             "weights/resnet18_imagenet.weights.h5)")
+    arguments = parser.parse_args(argv)
+    low, high = arguments.confidence_range
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        parser.error(f"--confidence_range must be two finite numbers LOW < HIGH, got {low} {high}")
+    if arguments.extended_dir and not arguments.extended:
+        parser.error("--extended_dir goes with --extended")
+    if arguments.ogl is not None and arguments.baseline:
+        parser.error("--ogl needs a --checkpoint (a baseline has no audio-visual map to mix)")
+    return arguments
 
 
 def unique(names):
@@ -135,250 +192,287 @@ def no_items_message(data_dir, annotations_path, test_list, missing):
             "(expected NAME.jpg|.jpeg|.png + NAME.wav)")
 
 
-def score_model(model, pairs, annotations, batch_size):
-    """cIoU_i of every pair that decodes, with the model's maps.
-
-    Args:
-        model: an LVSModel (model.load_checkpoint).
-        pairs: list of preprocessing.Pair, all annotated.
-        annotations: dict name -> Annotation.
-        batch_size: pairs per forward pass.
-
-    Returns:
-        (cious, maps): dict name -> cIoU_i; dict name -> (similarity h x w, positive mask h x w).
-    """
-    cious, maps = {}, {}
-    for name, _, similarity, mask in predict_maps(model, pairs, batch_size, description="scoring"):
-        cious[name] = metrics.score_map(similarity, ground_truth_map(annotations[name]))
-        maps[name] = (similarity, mask)
-    return cious, maps
-
-
-def score_baseline(pairs, annotations, baseline="centre"):
-    """cIoU_i of every pair under a fixed map (the frames are not decoded).
-
-    Args:
-        pairs: list of preprocessing.Pair, all annotated.
-        annotations: dict name -> Annotation.
-        baseline: "centre" (metrics.centre_baseline_map: a centred box of half the frame's side).
-
-    Returns:
-        (cious, maps) as score_model; the map and the "mask" of every item are the fixed map.
-    """
-    if baseline != "centre":
-        raise ValueError(f"unknown baseline {baseline!r} (expected one of {BASELINES})")
-    heatmap = metrics.centre_baseline_map()  # 224 x 224, 1 inside the centred box
-    cious = {pair.name: metrics.score_map(heatmap, ground_truth_map(annotations[pair.name])) for pair in pairs}
-    return cious, {name: (heatmap, heatmap) for name in cious}
-
-
-def normalised_boxes(annotation):
-    """An annotation's boxes as [xmin, ymin, xmax, ymax] fractions of the frame, clipped to 0..1 (for drawing).
-
-    Args:
-        annotation: an Annotation (VGG-SS boxes are fractions already; Flickr boxes are 256-px coordinates).
-
-    Returns:
-        list of 4-tuples in [0, 1]; boxes of zero area after clipping are left out.
-    """
-    scale = FLICKR_ANNOTATION_SIZE if annotation.dataset == FLICKR else 1.0
-    boxes = []
-    for box in annotation.boxes:
-        xmin, ymin, xmax, ymax = (min(max(value / scale, 0.0), 1.0) for value in box)
-        if xmax > xmin and ymax > ymin:
-            boxes.append((xmin, ymin, xmax, ymax))
-    return boxes
-
-
-def spread_over_scores(cious, count):
-    """Up to `count` names spread evenly over the ranking, best first (NaN ranks last).
-
-    Args:
-        cious: dict name -> cIoU_i.
-        count: how many names to pick.
-
-    Returns:
-        list of (rank, name), rank 1 being the best item.
-    """
-    ranking = sorted(cious, key=lambda name: (-np.nan_to_num(cious[name], nan=-1.0), name))
-    if count <= 0 or not ranking:
-        return []
-    positions = unique(int(round(position)) for position in np.linspace(0, len(ranking) - 1, min(count, len(ranking))))
-    return [(position + 1, ranking[position]) for position in positions]
-
-
 def summary_line(summary, n_missing):
     """The one-line result, e.g. 'cIoU@0.5 0.412  AUC 0.398  mean cIoU 0.401  (scored 110, missing 0)'."""
     return (f"cIoU@0.5 {summary['ciou']:.3f}  AUC {summary['auc']:.3f}  mean cIoU {summary['mean_ciou']:.3f}  "
             f"(scored {summary['items']}, missing {n_missing})")
 
 
-def per_item_csv(names, cious, degenerate, annotations):
-    """The text of per_item.csv: id, ciou (full precision, 'nan' if undefined), degenerate (1/0), class."""
+def per_item_csv(names, rows, degenerate, annotations, kinds, box_counts, areas):
+    """The text of per_item.csv, one line per scored item (positives first, then negatives)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "ciou", "degenerate", "class"])
+    extra = [f"{row}_{column}" for row in rows if row != "av" for column in ("ciou", "confidence")]
+    writer.writerow(["id", "ciou", "degenerate", "class", "kind", "video", "audio", "boxes", "area", "confidence"] + extra)
     for name in names:
-        class_name = annotations[name].class_name
-        writer.writerow([name, repr(float(cious[name])), int(name in degenerate), "" if class_name is None else class_name])
+        annotation = annotations.get(name)
+        class_name = "" if annotation is None or annotation.class_name is None else annotation.class_name
+        video, audio = name.split("+", 1) if kinds[name] == "negative" else (name, name)
+        ciou, confidence = rows["av"][name]
+        values = [value for row in rows if row != "av" for value in map(repr, map(float, rows[row][name]))]
+        writer.writerow([name, repr(float(ciou)), int(name in degenerate), class_name, kinds[name], video, audio,
+                         box_counts[name], repr(float(areas[name])), repr(float(confidence))] + values)
     return buffer.getvalue()
 
 
-def draw_histogram(cious, summary, path, title):
-    """Save the histogram of the per-item cIoU (bins of 0.05) with the 0.5 success line.
-
-    Args:
-        cious: sequence of cIoU_i (NaN ones are left out of the bars and counted in the legend).
-        summary: metrics.summarise of the same values.
-        path: the PNG to write.
-        title: what was scored.
-    """
-    values = np.asarray(cious, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=100)
-    axis.hist(finite, bins=np.linspace(0, 1, 21), color="tab:blue", edgecolor="white")
-    label = f"0.5: {summary['ciou']:.1%} of items at or above"
-    axis.axvline(metrics.SUCCESS_THRESHOLD, color="tab:red", linestyle="--", label=label)
-    axis.axvline(summary["mean_ciou"], color="tab:gray", linestyle=":", label=f"mean {summary['mean_ciou']:.3f}")
-    axis.set_xlim(0, 1)
-    axis.set_xlabel("cIoU of one item")
-    axis.set_ylabel("items")
-    undefined = f", {summary['undefined']} undefined" if summary["undefined"] else ""
-    axis.set_title(f"{title}: {summary['items']} items{undefined}", fontsize=10)
-    axis.legend(fontsize=8, loc="upper right")
-    figure.tight_layout()
-    save_figure(figure, path)
+def json_safe(value):
+    """value with every NaN / infinite float replaced by None, so metrics.json is strict JSON (empty buckets)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
-def save_overlays(chosen, pairs_by_name, maps, cious, annotations, degenerate, image_size, folder, label):
-    """Draw the chosen items with their ground-truth boxes and their cIoU in the caption.
+def fail(message):
+    """End the run with one error line."""
+    raise SystemExit(f"error: {message}")
 
-    Args:
-        chosen: list of (rank, name) from spread_over_scores.
-        pairs_by_name: dict name -> preprocessing.Pair.
-        maps: dict name -> (similarity, mask).
-        cious: dict name -> cIoU_i.
-        annotations: dict name -> Annotation.
-        degenerate: set of names without a usable box.
-        image_size: side of the frame crop (the model's, or 224 for a baseline).
-        folder: where RANK_ID.png go (earlier RANK_ID.png files there are removed first).
-        label: what was scored, for the caption.
+
+def load_model(path):
+    """The LVSModel of a checkpoint, or one error line (unreadable, foreign or non-finite)."""
+    try:
+        model = load_checkpoint(path)
+    except ValueError as error:
+        fail(error)
+    if not isinstance(model, LVSModel):
+        fail(f"{path} holds a {type(model).__name__}, not an LVS model of this project")
+    if not all(np.all(np.isfinite(weights)) for weights in model.get_weights()):
+        fail(f"{path} has non-finite weights (NaN or inf): its training diverged; use an earlier checkpoint")
+    return model
+
+
+def print_lines(title, names):
+    """Print a title and the first LISTED names."""
+    listed = ", ".join(names[:LISTED]) + (", ..." if len(names) > LISTED else "")
+    print(f"{title}: {listed}")
+
+
+def check_paths(arguments):
+    """One error line for a checkpoint, annotation file or folder that is not there, before any work."""
+    if arguments.checkpoint and not os.path.isfile(arguments.checkpoint):
+        fail(f"checkpoint not found: {arguments.checkpoint}")
+    if not os.path.exists(arguments.annotations):
+        fail(f"annotations not found: {arguments.annotations}")
+    if not os.path.isdir(arguments.data_dir):
+        fail(f"data folder not found: {arguments.data_dir}")
+    if arguments.extended_dir is not None and not os.path.isdir(arguments.extended_dir):
+        fail(f"--extended_dir folder not found: {arguments.extended_dir}")
+
+
+def read_items(arguments):
+    """The annotations, the positive pairs and the negative pairs to score, with what is missing.
 
     Returns:
-        The list of written paths.
+        (annotations, pairs, missing, negative_rows, negatives, missing_negatives).
     """
-    if os.path.isdir(folder):
-        for file_name in os.listdir(folder):
-            if FIGURE_PATTERN.match(file_name):
-                os.remove(os.path.join(folder, file_name))
-    width = len(str(len(cious)))
-    written = []
-    for rank, name in chosen:
-        try:
-            frame = frame_pixels(preprocessing.load_frame(pairs_by_name[name].image_path, image_size))
-        except Exception as error:  # a baseline never decoded the frames; a corrupt one only loses its figure
-            print(f"warning: no figure for {name}: {type(error).__name__}: {error}", file=sys.stderr)
-            continue
-        similarity, mask = maps[name]
-        caption = f"cIoU {cious[name]:.3f}, rank {rank} of {len(cious)} ({label})"
-        if name in degenerate:
-            caption += "; no usable ground-truth box"
-        figure = draw_panels(frame, similarity, mask, title=name, boxes=normalised_boxes(annotations[name]),
-                             caption=caption)
-        path = os.path.join(folder, f"{rank:0{width}d}_{name}.png")
-        save_figure(figure, path)
-        written.append(path)
-    return written
+    try:
+        annotations = load_annotations(arguments.annotations)
+        names = read_test_list(arguments.test_list) if arguments.test_list else None
+        negative_rows = read_extended_list(arguments.extended) if arguments.extended else []
+        pairs, missing, skipped = select_items(annotations, arguments.data_dir, names)
+        negatives, missing_negatives = (negative_pairs(negative_rows, arguments.extended_dir or arguments.data_dir)
+                                        if negative_rows else ([], {}))
+    except (ValueError, OSError) as error:
+        fail(error)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if not pairs:
+        fail(no_items_message(arguments.data_dir, arguments.annotations, arguments.test_list, missing))
+    if negative_rows and not negatives:
+        fail(f"none of the {len(negative_rows)} non-sounding pairs of {arguments.extended} has its frame and audio in "
+             f"{arguments.extended_dir or arguments.data_dir}")
+    return annotations, pairs, missing, negative_rows, negatives, missing_negatives
+
+
+def count_text(total, negatives):
+    """'110 item(s)', or '110 item(s) + 40 negative pair(s)'."""
+    return f"{total - negatives} item(s)" + (f" + {negatives} negative pair(s)" if negatives else "")
+
+
+def compute_maps(arguments, spec, resize, pairs, negatives=0):
+    """The raw maps of every pair (the model's, or the baseline's fixed map) and how they were read.
+
+    Args:
+        arguments: the parsed flags.
+        spec: protocols.PROTOCOLS[arguments.protocol].
+        resize: "crop" or "squash".
+        pairs: positives then negatives (preprocessing.Pair).
+        negatives: how many of pairs are negatives (for the printout).
+
+    Returns:
+        (maps, failures, settings, label, warnings): maps and failures as evaluation_maps.model_maps; settings the
+        preprocessing that ran (None for a baseline); label what was scored; warnings about the audio.
+    """
+    if not arguments.checkpoint:
+        label = f"{arguments.baseline} baseline"
+        print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with the {label}")
+        baseline = metrics.centre_baseline_map()  # 224 x 224
+        return {pair.name: {"similarity": baseline, "positive_mask": baseline} for pair in pairs}, {}, None, label, []
+    model = load_model(arguments.checkpoint)
+    settings = dict(model.settings)
+    if arguments.sample_rate is not None:
+        settings["sample_rate"] = arguments.sample_rate
+    if spec["audio_seconds"] is not None:
+        settings["audio_seconds"] = spec["audio_seconds"]
+    try:
+        settings = preprocessing.check_settings(settings)
+        mapper = object_guidance.ObjectMapper(arguments.image_weights) if arguments.ogl is not None else None
+    except ValueError as error:
+        fail(error)
+    label = f"checkpoint {arguments.checkpoint}"
+    print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with {label}, protocol {arguments.protocol}, "
+          f"--resize {resize}")
+    maps, failures, durations = model_maps(model, pairs, settings, spec["audio_window"], arguments.batch_size,
+                                           resize=resize, object_mapper=mapper)
+    tiled = tiling_warning(durations, settings["audio_seconds"])
+    return maps, failures, settings, label, [tiled] if tiled else []
 
 
 def main(argv=None):
     arguments = parse_arguments(argv)
-    if arguments.checkpoint and not os.path.isfile(arguments.checkpoint):
-        sys.exit(f"error: checkpoint not found: {arguments.checkpoint}")
-    if not os.path.exists(arguments.annotations):
-        sys.exit(f"error: annotations not found: {arguments.annotations}")
-    if not os.path.isdir(arguments.data_dir):
-        sys.exit(f"error: data folder not found: {arguments.data_dir}")
-    try:
-        annotations = load_annotations(arguments.annotations)
-        names = read_test_list(arguments.test_list) if arguments.test_list else None
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    pairs, missing, skipped = select_items(annotations, arguments.data_dir, names)
-    for line in skipped:
-        print(f"skipped {line}", file=sys.stderr)
-    if not pairs:
-        sys.exit(f"error: {no_items_message(arguments.data_dir, arguments.annotations, arguments.test_list, missing)}")
+    check_paths(arguments)
+    spec = dict(protocols.PROTOCOLS[arguments.protocol])
+    resize = arguments.resize or spec["resize"]
+    annotations, pairs, missing, negative_rows, negatives, missing_negatives = read_items(arguments)
+    inconsistent = inconsistent_rows(negative_rows)
+    warnings = [message for message in [frame_shape_warning(pairs, resize, annotations)] if message]
+    maps, failures, settings, label, audio_warnings = compute_maps(arguments, spec, resize, pairs + negatives, len(negatives))
+    warnings += audio_warnings
+    for message in warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    negative_names = {pair.name for pair in negatives}
+    for name in failures:
+        (missing_negatives if name in negative_names else missing)[name] = NOT_DECODED
+    positives = [pair.name for pair in pairs if pair.name in maps]
+    scored_negatives = [pair.name for pair in negatives if pair.name in maps]
+    if not positives:
+        fail("no pair could be decoded")
 
+    ground_truths = {name: ground_truth_map(annotations[name]) for name in positives}
+    ground_truths.update({name: np.zeros((metrics.MAP_SIZE, metrics.MAP_SIZE)) for name in scored_negatives})
+    box_counts = {name: len(annotations[name].boxes) for name in positives}
+    box_counts.update({name: 0 for name in scored_negatives})
+    areas = {name: float(ground_truths[name].sum()) for name in positives + scored_negatives}
+    kinds = {name: "positive" for name in positives}
+    kinds.update({name: "negative" for name in scored_negatives})
     if arguments.checkpoint:
-        try:
-            model = load_checkpoint(arguments.checkpoint)
-        except ValueError as error:
-            sys.exit(f"error: {error}")
-        label = f"checkpoint {arguments.checkpoint}"
-        print(f"scoring {len(pairs)} item(s) of {arguments.data_dir} with {label}")
-        cious, maps = score_model(model, pairs, annotations, arguments.batch_size)
-        image_size = model.settings["image_size"]
+        rows = score_items(maps, positives + scored_negatives, ground_truths, spec, arguments.confidence_range,
+                           arguments.ogl, arguments.protocol)
     else:
-        label = f"{arguments.baseline} baseline"
-        print(f"scoring {len(pairs)} item(s) of {arguments.data_dir} with the {label}")
-        cious, maps = score_baseline(pairs, annotations, arguments.baseline)
-        image_size = preprocessing.DEFAULT_SETTINGS["image_size"]
-    for pair in pairs:
-        if pair.name not in cious:
-            missing[pair.name] = NOT_DECODED
-    if not cious:
-        sys.exit("error: no pair could be decoded")
-
-    scored = [pair.name for pair in pairs if pair.name in cious]
-    summary = metrics.summarise([cious[name] for name in scored])
-    degenerate = degenerate_items({name: annotations[name] for name in scored})
-    thresholds, rates = metrics.success_curve([cious[name] for name in scored])
+        rows = baseline_scores(positives + scored_negatives, ground_truths)
+    row_reports = {row: row_report(scores, positives, scored_negatives, bool(negative_rows), box_counts, areas)
+                   for row, scores in rows.items()}
+    summary = metrics.summarise([rows["av"][name][0] for name in positives])
+    degenerate = degenerate_items({name: annotations[name] for name in positives})
+    cious = {name: rows["av"][name][0] for name in positives}
+    thresholds, rates = metrics.success_curve([cious[name] for name in positives])
     reasons = {reason: sum(value == reason for value in missing.values()) for reason in unique(missing.values())}
+    try:
+        overlap_file, overlap = find_test_overlap(arguments.checkpoint, positives + scored_negatives)
+    except ValueError as error:
+        fail(error)
 
     out_dir = arguments.out_dir
-    write_text(os.path.join(out_dir, PER_ITEM_FILE), per_item_csv(scored, cious, set(degenerate), annotations))
+    write_text(os.path.join(out_dir, PER_ITEM_FILE),
+               per_item_csv(positives + scored_negatives, rows, set(degenerate), annotations, kinds, box_counts, areas))
     write_text(os.path.join(out_dir, MISSING_FILE), "".join(f"{name}\n" for name in missing))
-    report = {
-        "ciou": summary["ciou"],
-        "auc": summary["auc"],
-        "mean_ciou": summary["mean_ciou"],
-        "n_scored": summary["items"],
+    report = dict(row_reports["av"])
+    report.pop("precision_recall", None)
+    report.update({
         "n_missing": len(missing),
         "missing_reasons": reasons,
         "n_degenerate": len(degenerate),
         "degenerate_ids": degenerate,
-        "n_undefined": summary["undefined"],
         "success_curve": {"thresholds": thresholds.tolist(), "success_rates": rates.tolist()},
         "checkpoint": arguments.checkpoint,
         "baseline": arguments.baseline,
+        "train_set": training_set(arguments.checkpoint),
         "data_dir": arguments.data_dir,
         "annotations": arguments.annotations,
         "test_list": arguments.test_list,
-    }
-    write_text(os.path.join(out_dir, METRICS_FILE), json.dumps(report, indent=1) + "\n")
-    draw_histogram([cious[name] for name in scored], summary, os.path.join(out_dir, HISTOGRAM_FILE), label)
-    figures = []
+        "protocol": dict(spec, name=arguments.protocol, resize=resize,
+                         audio_seconds=settings["audio_seconds"] if settings else None,
+                         sample_rate=settings["sample_rate"] if settings else None,
+                         confidence_range=list(arguments.confidence_range)),
+        "warnings": warnings,
+        "test_overlap": {"file": overlap_file, "n_overlapping": len(overlap), "names": overlap},
+    })
+    if negative_rows:
+        report["extended"] = {"list": arguments.extended, "folder": arguments.extended_dir or arguments.data_dir,
+                              "n_negative_rows": len(negative_rows), "n_negative_scored": len(scored_negatives),
+                              "n_negative_missing": len(missing_negatives),
+                              "n_inconsistent_rows": len(inconsistent),
+                              "n_inconsistent_not_annotated": sum(video not in annotations for video, _ in inconsistent),
+                              "inconsistent_rows_note": "non-sounding rows whose video is their audio (a frame with "
+                                                        "its own sound); kept as negatives, as SLAVC keeps them"}
+        write_text(os.path.join(out_dir, MISSING_NEGATIVES_FILE), "".join(f"{name}\n" for name in missing_negatives))
+        write_text(os.path.join(out_dir, INCONSISTENT_FILE), "".join(f"{video},{audio}\n" for video, audio in inconsistent))
+    if arguments.ogl is not None:
+        report["ogl"] = {"alpha": arguments.ogl, "image_weights": arguments.image_weights,
+                         "rows": {ROWS[row]: {key: value for key, value in numbers.items() if key != "precision_recall"}
+                                  for row, numbers in row_reports.items()}}
+    write_text(os.path.join(out_dir, METRICS_FILE), json.dumps(json_safe(report), indent=1, allow_nan=False) + "\n")
+    draw_histogram([cious[name] for name in positives], summary, os.path.join(out_dir, HISTOGRAM_FILE), label)
+    outputs = [PER_ITEM_FILE, METRICS_FILE, HISTOGRAM_FILE]
+    if negative_rows:
+        curves = {ROWS[row]: (numbers["precision_recall"]["recall"], numbers["precision_recall"]["precision"],
+                              numbers["ap"]) for row, numbers in row_reports.items()}
+        draw_precision_recall(curves, os.path.join(out_dir, PRECISION_RECALL_FILE),
+                              f"{label}\n{arguments.extended}, protocol {arguments.protocol}")
+        outputs.append(PRECISION_RECALL_FILE)
     if arguments.figures:
         chosen = spread_over_scores(cious, arguments.figures)
-        figures = save_overlays(chosen, {pair.name: pair for pair in pairs}, maps, cious, annotations,
-                                set(degenerate), image_size, os.path.join(out_dir, FIGURES_FOLDER), label)
+        figure_maps = {name: (maps[name]["similarity"], maps[name]["positive_mask"]) for name in positives}
+        image_size = settings["image_size"] if settings else metrics.MAP_SIZE
+        figures = save_overlays(chosen, {pair.name: pair for pair in pairs}, figure_maps, cious, annotations,
+                                set(degenerate), image_size, os.path.join(out_dir, FIGURES_FOLDER), label, resize)
+        outputs.append(f"{len(figures)} figure(s) in {FIGURES_FOLDER}/")
 
-    if preprocessing.SKIPPED_WHILE_LOADING:
-        for line in sorted(set(preprocessing.SKIPPED_WHILE_LOADING)):
-            print(f"failed to decode {line}", file=sys.stderr)
-    if missing:
-        details = ", ".join(f"{count} {reason}" for reason, count in reasons.items())
-        print(f"missing {len(missing)} item(s) ({details}); ids in {os.path.join(out_dir, MISSING_FILE)}")
+    print_results(report, row_reports, summary, outputs, inconsistent, out_dir)
+
+
+def print_results(report, row_reports, summary, outputs, inconsistent, out_dir):
+    """Say what metrics.json holds besides the numbers (missing, degenerate, overlap, negatives), then the numbers;
+    the last line is summary_line."""
+    if report["n_missing"]:
+        details = ", ".join(f"{count} {reason}" for reason, count in report["missing_reasons"].items())
+        print(f"missing {report['n_missing']} item(s) ({details}); ids in {os.path.join(out_dir, MISSING_FILE)}")
+    degenerate = report["degenerate_ids"]
     if degenerate:
-        listed = ", ".join(degenerate[:LISTED_DEGENERATE]) + (", ..." if len(degenerate) > LISTED_DEGENERATE else "")
-        print(f"{len(degenerate)} scored item(s) have no usable ground-truth box and score 0 as in the official "
-              f"code (degenerate = 1 in {PER_ITEM_FILE}): {listed}")
+        print_lines(f"{len(degenerate)} scored item(s) have no usable ground-truth box and score 0 as in the official "
+                    f"code (degenerate = 1 in {PER_ITEM_FILE})", degenerate)
     if summary["undefined"]:
         print(f"{summary['undefined']} item(s) have an undefined cIoU (empty box and empty prediction); counted as failures")
-    outputs = [PER_ITEM_FILE, METRICS_FILE, HISTOGRAM_FILE] + ([f"{len(figures)} figure(s) in {FIGURES_FOLDER}/"] if figures else [])
+    overlap = report["test_overlap"]
+    if overlap["names"]:
+        print_lines(f"warning: {overlap['n_overlapping']} scored item(s) were training pairs of this checkpoint "
+                    f"({overlap['file']}); its numbers on them are not test numbers", overlap["names"])
+    extended = report.get("extended")
+    if extended:
+        missing_negatives = extended["n_negative_missing"]
+        print(f"extended: {extended['n_negative_scored']} of {extended['n_negative_rows']} non-sounding pairs scored"
+              + (f", {missing_negatives} missing (in {MISSING_NEGATIVES_FILE})" if missing_negatives else ""))
+        if inconsistent:
+            print_lines(f"{len(inconsistent)} non-sounding row(s) of {extended['list']} pair a frame with its own "
+                        f"clip's audio (video == audio; {extended['n_inconsistent_not_annotated']} of them are clips "
+                        f"without an annotation in {report['annotations']}); kept as negatives as SLAVC keeps them, "
+                        f"listed in {INCONSISTENT_FILE}", [video for video, _ in inconsistent])
     print(f"wrote {', '.join(outputs)} to {out_dir}")
-    print(summary_line(summary, len(missing)))
+    if len(row_reports) > 1 or extended:
+        for row, numbers in row_reports.items():
+            print(row_line(ROWS[row], numbers))
+    print(summary_line(summary, report["n_missing"]))
+
+
+def row_line(label, numbers):
+    """One row of the printed table: cIoU, AUC and (extended) AP, max-F1, LocAcc."""
+    line = f"{label:7s} cIoU@0.5 {numbers['ciou']:.3f}  AUC {numbers['auc']:.3f}"
+    if "ap" in numbers:
+        line += f"  AP {numbers['ap']:.3f}  max-F1 {numbers['max_f1']:.3f}  LocAcc {numbers['loc_acc']:.3f}"
+    return line
 
 
 if __name__ == "__main__":

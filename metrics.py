@@ -77,10 +77,22 @@ def resize_and_normalise(raw_map, size=MAP_SIZE):
         raise ValueError(f"size must be a positive integer, got {size}")
     size = int(size)
     resized = cv2.resize(raw_map, dsize=(size, size), interpolation=cv2.INTER_LINEAR)  # size x size
-    negated = -resized
+    return normalise(resized)
+
+
+def normalise(resized_map):
+    """The official min-max normalisation, 1 - minmax(-map) in float32 (zeros for a flat map).
+
+    Args:
+        resized_map: h x w map (already upsampled).
+
+    Returns:
+        h x w float32 array in [0, 1].
+    """
+    negated = -np.asarray(resized_map, dtype=np.float32)
     minimum, maximum = negated.min(), negated.max()
     if maximum - minimum == 0:
-        return np.zeros((size, size), np.float32)
+        return np.zeros(negated.shape, np.float32)
     return (1 - (negated - minimum) / (maximum - minimum)).astype(np.float32)
 
 
