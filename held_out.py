@@ -15,6 +15,8 @@ import argparse
 import functools
 import os
 
+from annotations import read_text
+
 METADATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "metadata")
 # The test lists a training set must not draw from, by dataset. Every file's first csv column is an item name.
 TEST_LISTS = {
@@ -36,13 +38,7 @@ def read_names(path):
     Raises:
         ValueError: the file cannot be read or is not UTF-8 (the message names the file).
     """
-    try:
-        with open(path, encoding="utf-8") as file:
-            lines = file.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from error
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from error
+    lines = read_text(path).splitlines()
     names = [line.split(",")[0].strip().lstrip("\ufeff") for line in lines]
     names = [name for name in names if name]
     if names and names[0] in ("video", "name", "id", "ID", "YTID", "# YTID"):

@@ -16,12 +16,12 @@ Usage:
 
 import csv
 import difflib
-import json
 import os
 import re
 from collections import namedtuple
 
 import held_out
+from annotations import read_json, read_text
 
 DEFAULT_JSON = os.path.join(held_out.METADATA_DIR, "vggss.json")  # hche11/Localizing-Visual-Sounds-the-Hard-Way
 YOUTUBE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{11}")
@@ -54,17 +54,6 @@ def canonical_name(video_id, start_seconds):
     return f"{video_id}_{start_seconds:06d}"
 
 
-def read_text(path):
-    """The text of a UTF-8 file, or ValueError naming the file (not UTF-8, missing, unreadable, a folder)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
-
-
 def load_items(json_path):
     """Read a vggss.json list and validate every item name before anything uses it.
 
@@ -77,13 +66,7 @@ def load_items(json_path):
     Raises:
         ValueError: the file cannot be read or is not such a list (the message names the file).
     """
-    text = read_text(json_path)
-    try:
-        entries = json.loads(text)
-    except RecursionError:
-        raise ValueError(f"{json_path} is nested too deeply to be a VGG-SS list") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{json_path} is not valid JSON: {error}") from None
+    entries = read_json(json_path)
     if not isinstance(entries, list):
         raise ValueError(f"{json_path} is not a VGG-SS list (expected a JSON list of items)")
     items, seen = [], set()
