@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 import loss as lvs
+import remat as rematerialisation
 import resnet18
 
 DEFAULT_IMAGENET_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "resnet18_imagenet.weights.h5")
@@ -46,6 +47,8 @@ class LVSModel(keras.Model):
         sample_rate: rate every wav is resampled to (preprocessing setting).
         audio_seconds: audio length after tiling (preprocessing setting).
         eps_pos, eps_neg, tau, temperature, hard_negatives, trimap: the loss settings (loss.lvs_loss).
+        remat: recompute the towers' activations in the backward pass of training (remat.py: less memory, the
+            same loss and gradients, about one more forward pass of compute).
     """
 
     stock_layers = False  # towers of stock Keras layers (resnet18.build_resnet18); bench.py's comparison only
@@ -62,6 +65,7 @@ class LVSModel(keras.Model):
         temperature=lvs.TEMPERATURE,
         hard_negatives=True,
         trimap=True,
+        remat=False,
         **kwargs,
     ):
         # The precision is a setting of the run (train.py --mixed_precision sets the global dtype policy before
@@ -81,6 +85,9 @@ class LVSModel(keras.Model):
         self.temperature = float(temperature)
         self.hard_negatives = bool(hard_negatives)
         self.trimap = bool(trimap)
+        self.remat = bool(remat)
+        if self.remat and self.stock_layers:
+            raise ValueError("remat needs the towers' own layers (resnet18.BatchNormalization), not stock_layers")
         self.vision = resnet18.build_resnet18(input_channels=3, layer4_stride=self.layer4_stride, name="vision",
                                               stock_layers=self.stock_layers)
         self.audio = resnet18.build_resnet18(input_channels=1, layer4_stride=1, name="audio",
@@ -110,6 +117,7 @@ class LVSModel(keras.Model):
             layer4_stride=self.layer4_stride,
             sample_rate=self.sample_rate,
             audio_seconds=self.audio_seconds,
+            remat=self.remat,
             **self.loss_settings,
         )
         return config
@@ -139,8 +147,14 @@ class LVSModel(keras.Model):
         Returns:
             (frame_features batch x h x w x 512, audio_features batch x 512), float32.
         """
-        frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
-        audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512
+        if self.remat and training:
+            frame_maps = rematerialisation.call_in_segments(
+                rematerialisation.tower_segments(self.vision), inputs["frame"], training=True)  # batch x h x w x 512
+            audio_maps = rematerialisation.call_in_segments(
+                rematerialisation.tower_segments(self.audio), inputs["spectrogram"], training=True)  # batch x f x t x 512
+        else:
+            frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
+            audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512
         audio_vectors = ops.max(audio_maps, axis=(1, 2))  # global max pooling: batch x 512
         return l2_normalise(frame_maps), l2_normalise(audio_vectors)
 
@@ -182,7 +196,8 @@ class LVSModel(keras.Model):
             frame_features, audio_features = self.embed(inputs, training=True)
             replica_loss, local_mean = self.batch_loss(frame_features, audio_features)
             scaled_loss = self.optimizer.scale_loss(replica_loss)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        with rematerialisation.statistics_frozen(self.batch_norm_layers() if self.remat else []):
+            gradients = tape.gradient(scaled_loss, self.trainable_variables)  # with remat: recomputes the forward
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(local_mean)
         return self._logs()

@@ -1,0 +1,122 @@
+"""remat.py and LVSModel(remat=True): the same loss, gradients and BatchNorm statistics as without, at float64.
+
+Rematerialisation must change only what is kept for the backward pass, never the arithmetic: a train step with
+it equals one without it (loss, every weight after an SGD step, the running statistics), and its traced step
+really runs the towers' convolutions twice.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import remat
+import resnet18
+from model import LVSModel
+
+
+def inputs(batch=4, image_size=32, width=24, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return {
+        "frame": rng.normal(size=(batch, image_size, image_size, 3)).astype(dtype),
+        "spectrogram": (rng.normal(size=(batch, 257, width, 1)) * 0.2 - 0.8).astype(dtype),
+    }
+
+
+def make_model(remat_enabled, policy="float64", seed=3):
+    """A small LVSModel (random weights from seed) compiled with plain SGD, so a step moves each weight by -grad."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(seed)
+        model = LVSModel(image_size=32, sample_rate=8000, audio_seconds=0.4, remat=remat_enabled)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
+    return model
+
+
+def weights_of(model):
+    return {variable.path: variable.numpy().copy() for variable in model.weights}
+
+
+def test_segments_chain_into_the_whole_trunk():
+    trunk = resnet18.build_resnet18(input_channels=1, layer4_stride=1, name="audio")
+    segments = remat.tower_segments(trunk)
+    assert len(segments) == 1 + len(resnet18.STAGES) * resnet18.BLOCKS_PER_STAGE
+    assert remat.tower_segments(trunk) is segments  # built once
+    assert {id(variable) for segment in segments for variable in segment.weights} == {id(v) for v in trunk.weights}
+    spectrograms = inputs(batch=2)["spectrogram"].astype(np.float32)
+    outputs = spectrograms
+    for segment in segments:
+        outputs = segment(outputs, training=False)
+    np.testing.assert_array_equal(outputs, trunk(spectrograms, training=False))
+
+
+def test_a_trunk_with_its_top_is_refused():
+    trunk = resnet18.build_resnet18(input_channels=3, include_top=True, input_shape=(32, 32))
+    with pytest.raises(ValueError, match="without the classification top"):
+        remat.tower_segments(trunk)
+
+
+@pytest.mark.parametrize("policy,tolerance", [("float64", 1e-10), ("float32", 2e-4)])
+def test_train_step_with_remat_equals_the_one_without(policy, tolerance):
+    # float64: the non-fused BatchNorm path at float64 tolerance; float32: the fused kernel train.py runs.
+    batch = inputs(dtype=np.float64 if policy == "float64" else np.float32)
+    plain, rematerialised = make_model(False, policy), make_model(True, policy)
+    before = weights_of(plain)
+    assert before.keys() == weights_of(rematerialised).keys()
+    for path, value in weights_of(rematerialised).items():
+        np.testing.assert_array_equal(value, before[path])  # the same start
+    for step in range(2):  # the second step starts from moved weights and statistics
+        plain_loss = plain.train_on_batch(batch, return_dict=True)["loss"]
+        remat_loss = rematerialised.train_on_batch(batch, return_dict=True)["loss"]
+        assert remat_loss == pytest.approx(plain_loss, rel=tolerance, abs=0)
+    after_plain, after_remat = weights_of(plain), weights_of(rematerialised)
+    moved = 0
+    for path, value in after_plain.items():
+        # SGD with learning rate 1: value = before - gradient, so equal weights are equal gradients (and equal
+        # running statistics: moved once per step, not again by the recomputation).
+        scale = np.abs(value - before[path]).max()
+        np.testing.assert_allclose(after_remat[path], value, rtol=0, atol=tolerance * max(scale, 1e-3), err_msg=path)
+        moved += scale > 0
+    assert moved == len(after_plain)  # every weight and statistic took part
+
+
+def test_moving_statistics_move_once_per_step():
+    model = make_model(True)
+    layer = model.audio.get_layer("bn1")
+    batch = inputs()
+    start = layer.moving_mean.numpy().copy()
+    conv1 = keras.Model(model.audio.inputs[0], model.audio.get_layer("conv1").output)
+    conv_outputs = conv1(batch["spectrogram"]).numpy()  # batch x f x t x 64, what bn1 normalises
+    batch_mean = conv_outputs.mean(axis=(0, 1, 2))
+    model.train_on_batch(batch)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.9 * start + 0.1 * batch_mean, rtol=1e-10, atol=1e-12)
+
+
+def count_ops(model, batch, op_type):
+    """Number of op_type nodes in the traced graph of the model's train_step (forward and backward)."""
+    graph = tf.function(model.train_step).get_concrete_function(
+        {key: tf.TensorSpec(value.shape, value.dtype) for key, value in batch.items()}).graph
+    return sum(operation.type == op_type for operation in graph.get_operations())
+
+
+def test_remat_recomputes_every_convolution_in_the_backward_pass():
+    batch = {key: value.astype(np.float32) for key, value in inputs().items()}
+    plain, rematerialised = make_model(False, "float32"), make_model(True, "float32")
+    forward = count_ops(plain, batch, "Conv2D")
+    assert forward == 2 * 20  # 20 convolutions per trunk (conv1, 16 in the blocks, 3 downsamples)
+    assert count_ops(rematerialised, batch, "Conv2D") == 2 * forward
+    assert count_ops(rematerialised, batch, "FusedBatchNormV3") == 2 * count_ops(plain, batch, "FusedBatchNormV3")
+
+
+def test_remat_travels_in_the_config_and_refuses_stock_layers():
+    model = LVSModel(image_size=32, remat=True)
+    assert model.get_config()["remat"] is True
+    assert LVSModel.from_config(model.get_config()).remat is True
+
+    class Stock(LVSModel):
+        stock_layers = True
+
+    with pytest.raises(ValueError, match="stock_layers"):
+        Stock(image_size=32, remat=True)
