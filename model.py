@@ -52,6 +52,7 @@ class LVSModel(keras.Model):
     """
 
     stock_layers = False  # towers of stock Keras layers (resnet18.build_resnet18); bench.py's comparison only
+    remat_stems = True  # recompute the stems in the backward pass even without remat (bench.py measures without)
 
     def __init__(
         self,
@@ -137,6 +138,18 @@ class LVSModel(keras.Model):
         return [layer for layer in self.vision.layers + self.audio.layers
                 if isinstance(layer, keras.layers.BatchNormalization)]
 
+    def rematerialised_segments(self):
+        """How many segments of each tower (remat.py) recompute their forward in the backward pass of training.
+
+        All of them with remat; otherwise the stems (conv1, bn1, relu, maxpool: the largest maps, 1 % of the
+        compute), except where BatchNorm is synchronised across replicas or the towers are stock layers.
+        """
+        if self.remat:
+            return None
+        if self.stock_layers or not self.remat_stems or any(layer.synchronized for layer in self.batch_norm_layers()):
+            return 0
+        return 1
+
     def embed(self, inputs, training=False):
         """L2-normalised features of both towers.
 
@@ -147,11 +160,12 @@ class LVSModel(keras.Model):
         Returns:
             (frame_features batch x h x w x 512, audio_features batch x 512), float32.
         """
-        if self.remat and training:
-            frame_maps = rematerialisation.call_in_segments(
-                rematerialisation.tower_segments(self.vision), inputs["frame"], training=True)  # batch x h x w x 512
-            audio_maps = rematerialisation.call_in_segments(
-                rematerialisation.tower_segments(self.audio), inputs["spectrogram"], training=True)  # batch x f x t x 512
+        segments = self.rematerialised_segments() if training else 0
+        if segments != 0:
+            frame_maps = rematerialisation.call_in_segments(rematerialisation.tower_segments(self.vision),
+                                                            inputs["frame"], True, segments)  # batch x h x w x 512
+            audio_maps = rematerialisation.call_in_segments(rematerialisation.tower_segments(self.audio),
+                                                            inputs["spectrogram"], True, segments)  # batch x f x t x 512
         else:
             frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
             audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512
@@ -196,7 +210,8 @@ class LVSModel(keras.Model):
             frame_features, audio_features = self.embed(inputs, training=True)
             replica_loss, local_mean = self.batch_loss(frame_features, audio_features)
             scaled_loss = self.optimizer.scale_loss(replica_loss)
-        with rematerialisation.statistics_frozen(self.batch_norm_layers() if self.remat else []):
+        with rematerialisation.statistics_frozen(self.batch_norm_layers() if self.rematerialised_segments() != 0
+                                                 else []):
             gradients = tape.gradient(scaled_loss, self.trainable_variables)  # with remat: recomputes the forward
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(local_mean)

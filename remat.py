@@ -61,24 +61,28 @@ def tower_segments(network):
     return _SEGMENTS[network]
 
 
-def call_in_segments(segments, inputs, training):
-    """The trunk's forward, each segment under keras.remat: its activations are recomputed in the backward pass.
+def call_in_segments(segments, inputs, training, rematerialised=None):
+    """The trunk's forward, its first segments under keras.remat: their activations are recomputed in the backward.
 
     Args:
         segments: tower_segments(trunk).
         inputs: B x H x W x C tensor.
         training: BatchNorm in training mode.
+        rematerialised: how many segments, from the first, run under keras.remat (None: all of them). The first
+            ones hold the largest maps for the least compute: the stem alone (1) is most of the memory for 1 %
+            of the work.
 
     Returns:
         The trunk's output, B x h x w x 512.
     """
+    count = len(segments) if rematerialised is None else rematerialised
     outputs = inputs
-    for segment in segments:
+    for index, segment in enumerate(segments):
 
         def forward(segment_inputs, segment=segment):
             return segment(segment_inputs, training=training)
 
-        outputs = keras.remat(forward)(outputs)
+        outputs = keras.remat(forward)(outputs) if index < count else forward(outputs)
     return outputs
 
 

@@ -23,12 +23,22 @@ def inputs(batch=4, image_size=32, width=24, seed=0, dtype=np.float64):
     }
 
 
+class NoRematLVSModel(LVSModel):
+    """LVSModel that recomputes nothing, not even the stems: the plain arithmetic both others must equal."""
+
+    remat_stems = False
+
+
 def make_model(remat_enabled, policy="float64", seed=3):
-    """A small LVSModel (random weights from seed) compiled with plain SGD, so a step moves each weight by -grad."""
+    """A small LVSModel (random weights from seed) compiled with plain SGD, so a step moves each weight by -grad.
+
+    remat_enabled: True (train.py --remat), False (the default: the stems recomputed) or None (nothing recomputed).
+    """
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(seed)
-        model = LVSModel(image_size=32, sample_rate=8000, audio_seconds=0.4, remat=remat_enabled)
+        model_class = NoRematLVSModel if remat_enabled is None else LVSModel
+        model = model_class(image_size=32, sample_rate=8000, audio_seconds=0.4, remat=bool(remat_enabled))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0))
@@ -58,11 +68,13 @@ def test_a_trunk_with_its_top_is_refused():
         remat.tower_segments(trunk)
 
 
-@pytest.mark.parametrize("policy,tolerance", [("float64", 1e-10), ("float32", 2e-4)])
-def test_train_step_with_remat_equals_the_one_without(policy, tolerance):
+@pytest.mark.parametrize("policy,tolerance,remat_enabled", [("float64", 1e-10, True), ("float64", 1e-10, False),
+                                                             ("float32", 2e-4, True)])
+def test_train_step_with_remat_equals_the_one_without(policy, tolerance, remat_enabled):
     # float64: the non-fused BatchNorm path at float64 tolerance; float32: the fused kernel train.py runs.
+    # remat_enabled False is the default (stems recomputed), True is --remat; both against nothing recomputed.
     batch = inputs(dtype=np.float64 if policy == "float64" else np.float32)
-    plain, rematerialised = make_model(False, policy), make_model(True, policy)
+    plain, rematerialised = make_model(None, policy), make_model(remat_enabled, policy)
     before = weights_of(plain)
     assert before.keys() == weights_of(rematerialised).keys()
     for path, value in weights_of(rematerialised).items():
@@ -82,8 +94,9 @@ def test_train_step_with_remat_equals_the_one_without(policy, tolerance):
     assert moved == len(after_plain)  # every weight and statistic took part
 
 
-def test_moving_statistics_move_once_per_step():
-    model = make_model(True)
+@pytest.mark.parametrize("remat_enabled", [True, False])
+def test_moving_statistics_move_once_per_step(remat_enabled):
+    model = make_model(remat_enabled)
     layer = model.audio.get_layer("bn1")
     batch = inputs()
     start = layer.moving_mean.numpy().copy()
@@ -103,11 +116,19 @@ def count_ops(model, batch, op_type):
 
 def test_remat_recomputes_every_convolution_in_the_backward_pass():
     batch = {key: value.astype(np.float32) for key, value in inputs().items()}
-    plain, rematerialised = make_model(False, "float32"), make_model(True, "float32")
+    plain, default, rematerialised = (make_model(remat_enabled, "float32") for remat_enabled in (None, False, True))
     forward = count_ops(plain, batch, "Conv2D")
     assert forward == 2 * 20  # 20 convolutions per trunk (conv1, 16 in the blocks, 3 downsamples)
+    assert count_ops(default, batch, "Conv2D") == forward + 2  # each tower's conv1 again
     assert count_ops(rematerialised, batch, "Conv2D") == 2 * forward
     assert count_ops(rematerialised, batch, "FusedBatchNormV3") == 2 * count_ops(plain, batch, "FusedBatchNormV3")
+    assert count_ops(model_in_replicas(), batch, "Conv2D") == forward  # synchronised BatchNorm: nothing recomputed
+
+
+def model_in_replicas():
+    model = make_model(False, "float32")
+    model.synchronise_batch_norm(True)
+    return model
 
 
 def test_remat_travels_in_the_config_and_refuses_stock_layers():
