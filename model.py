@@ -53,6 +53,9 @@ class LVSModel(keras.Model):
 
     stock_layers = False  # towers of stock Keras layers (resnet18.build_resnet18); bench.py's comparison only
     remat_stems = True  # recompute the stems in the backward pass even without remat (bench.py measures without)
+    # Segments (remat.py) each tower recomputes with remat: the stem and layer1 to layer3. layer4 (stride 1) holds
+    # 56 % of the FLOPs at the paper's shapes on the smallest maps, so it keeps its activations. None: all nine.
+    remat_segments = 7
 
     def __init__(
         self,
@@ -141,11 +144,12 @@ class LVSModel(keras.Model):
     def rematerialised_segments(self):
         """How many segments of each tower (remat.py) recompute their forward in the backward pass of training.
 
-        All of them with remat; otherwise the stems (conv1, bn1, relu, maxpool: the largest maps, 1 % of the
-        compute), except where BatchNorm is synchronised across replicas or the towers are stock layers.
+        With remat, remat_segments (the stem and layer1 to layer3); otherwise the stems (conv1, bn1, relu,
+        maxpool: the largest maps, 2 % of the compute), except where BatchNorm is synchronised across replicas or
+        the towers are stock layers.
         """
         if self.remat:
-            return None
+            return self.remat_segments
         if self.stock_layers or not self.remat_stems or any(layer.synchronized for layer in self.batch_norm_layers()):
             return 0
         return 1

@@ -4,8 +4,9 @@ Without it, a train step keeps every convolution's, BatchNorm's and ReLU's activ
 backward pass: about 0.17 GiB per sample at the paper's shapes (224 px frames, 257 x 671 spectrograms), so the
 paper's batch of 256 would need ~45 GiB. With it, the forward pass of each segment (the stem, then each of the
 eight BasicBlocks of a trunk) runs under keras.remat (tf.recompute_grad): only the segment's input is kept, and the
-backward pass runs the segment's forward again just before its gradient. Same arithmetic, same loss and gradients;
-about one more forward pass of compute.
+backward pass runs the segment's forward again just before its gradient. Same arithmetic, same loss and gradients.
+Recomputing all nine costs one more forward pass; LVSModel recomputes the first seven (the stem, layer1 to layer3:
+44 % of the forward's FLOPs at the paper's shapes) and lets layer4 keep its small maps (model.LVSModel.remat_segments).
 
 BatchNorm in training mode moves its running statistics in every forward call; the recomputation must not move
 them a second time, so statistics_frozen() switches that off while the backward pass is built.
@@ -69,7 +70,7 @@ def call_in_segments(segments, inputs, training, rematerialised=None):
         inputs: B x H x W x C tensor.
         training: BatchNorm in training mode.
         rematerialised: how many segments, from the first, run under keras.remat (None: all of them). The first
-            ones hold the largest maps for the least compute: the stem alone (1) is most of the memory for 1 %
+            ones hold the largest maps for the least compute: the stem alone (1) is most of the memory for 2 %
             of the work.
 
     Returns:

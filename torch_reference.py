@@ -19,15 +19,16 @@ import torch.utils.checkpoint
 import torchvision
 
 
-def torch_resnet18_trunk(input_channels=3, layer4_stride=1, checkpoint=False):
+def torch_resnet18_trunk(input_channels=3, layer4_stride=1, checkpoint=0):
     """torchvision's ResNet-18 up to layer4, with `input_channels` inputs and layer4's first block at `layer4_stride`.
 
     Args:
         input_channels: 3 for frames, 1 for spectrograms.
         layer4_stride: 1 (LVS) or 2 (torchvision).
-        checkpoint: while gradients are recorded, run the stem and each BasicBlock under torch.utils.checkpoint
-            (the segments of remat.py: only each one's input is kept, its forward runs again in the backward
-            pass; BatchNorm's running statistics then move in both runs, as torch.utils.checkpoint does).
+        checkpoint: while gradients are recorded, run this many segments (the stem, then the eight BasicBlocks:
+            remat.py's segments), from the first, under torch.utils.checkpoint: only each one's input is kept, its
+            forward runs again in the backward pass (BatchNorm's running statistics then move in both runs, as
+            torch.utils.checkpoint does).
 
     Returns:
         The torchvision ResNet-18 module (its forward is replaced by the trunk's: no pooling, no fc).
@@ -46,8 +47,8 @@ def torch_resnet18_trunk(input_channels=3, layer4_stride=1, checkpoint=False):
 
     def trunk_forward(inputs):
         outputs = inputs
-        for segment in segments:
-            if checkpoint and torch.is_grad_enabled():
+        for index, segment in enumerate(segments):
+            if index < checkpoint and torch.is_grad_enabled():
                 outputs = torch.utils.checkpoint.checkpoint(segment, outputs, use_reentrant=False)
             else:
                 outputs = segment(outputs)
@@ -58,9 +59,14 @@ def torch_resnet18_trunk(input_channels=3, layer4_stride=1, checkpoint=False):
 
 
 class TorchLVS(torch.nn.Module):
-    """The two towers with L2-normalised outputs (the official AVENet without its loss)."""
+    """The two towers with L2-normalised outputs (the official AVENet without its loss).
 
-    def __init__(self, layer4_stride=1, checkpoint=False):
+    Args:
+        layer4_stride: the vision tower's layer4 stride.
+        checkpoint: segments of each tower run under torch.utils.checkpoint (torch_resnet18_trunk).
+    """
+
+    def __init__(self, layer4_stride=1, checkpoint=0):
         super().__init__()
         self.imgnet = torch_resnet18_trunk(3, layer4_stride, checkpoint)
         self.audnet = torch_resnet18_trunk(1, 1, checkpoint)

@@ -5,6 +5,8 @@ it equals one without it (loss, every weight after an SGD step, the running stat
 really runs the towers' convolutions twice.
 """
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ import tensorflow as tf
 import remat
 import resnet18
 from model import LVSModel
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def inputs(batch=4, image_size=32, width=24, seed=0, dtype=np.float64):
@@ -29,15 +33,22 @@ class NoRematLVSModel(LVSModel):
     remat_stems = False
 
 
+class RematAllLVSModel(LVSModel):
+    """LVSModel whose remat recomputes all nine segments, layer4 too."""
+
+    remat_segments = None
+
+
 def make_model(remat_enabled, policy="float64", seed=3):
     """A small LVSModel (random weights from seed) compiled with plain SGD, so a step moves each weight by -grad.
 
-    remat_enabled: True (train.py --remat), False (the default: the stems recomputed) or None (nothing recomputed).
+    remat_enabled: True (train.py --remat), "all" (every segment), False (the default: the stems recomputed) or
+    None (nothing recomputed).
     """
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(seed)
-        model_class = NoRematLVSModel if remat_enabled is None else LVSModel
+        model_class = {None: NoRematLVSModel, "all": RematAllLVSModel}.get(remat_enabled, LVSModel)
         model = model_class(image_size=32, sample_rate=8000, audio_seconds=0.4, remat=bool(remat_enabled))
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -68,8 +79,8 @@ def test_a_trunk_with_its_top_is_refused():
         remat.tower_segments(trunk)
 
 
-@pytest.mark.parametrize("policy,tolerance,remat_enabled", [("float64", 1e-10, True), ("float64", 1e-10, False),
-                                                             ("float32", 2e-4, True)])
+@pytest.mark.parametrize("policy,tolerance,remat_enabled", [("float64", 1e-10, True), ("float64", 1e-10, "all"),
+                                                             ("float64", 1e-10, False), ("float32", 2e-4, "all")])
 def test_train_step_with_remat_equals_the_one_without(policy, tolerance, remat_enabled):
     # float64: the non-fused BatchNorm path at float64 tolerance; float32: the fused kernel train.py runs.
     # remat_enabled False is the default (stems recomputed), True is --remat; both against nothing recomputed.
@@ -116,12 +127,14 @@ def count_ops(model, batch, op_type):
 
 def test_remat_recomputes_every_convolution_in_the_backward_pass():
     batch = {key: value.astype(np.float32) for key, value in inputs().items()}
-    plain, default, rematerialised = (make_model(remat_enabled, "float32") for remat_enabled in (None, False, True))
+    plain, default, rematerialised, everything = (make_model(remat_enabled, "float32")
+                                                  for remat_enabled in (None, False, True, "all"))
     forward = count_ops(plain, batch, "Conv2D")
     assert forward == 2 * 20  # 20 convolutions per trunk (conv1, 16 in the blocks, 3 downsamples)
     assert count_ops(default, batch, "Conv2D") == forward + 2  # each tower's conv1 again
-    assert count_ops(rematerialised, batch, "Conv2D") == 2 * forward
-    assert count_ops(rematerialised, batch, "FusedBatchNormV3") == 2 * count_ops(plain, batch, "FusedBatchNormV3")
+    assert count_ops(rematerialised, batch, "Conv2D") == forward + 2 * 15  # conv1, layer1 (4), layer2-3 (5 each)
+    assert count_ops(everything, batch, "Conv2D") == 2 * forward
+    assert count_ops(everything, batch, "FusedBatchNormV3") == 2 * count_ops(plain, batch, "FusedBatchNormV3")
     assert count_ops(model_in_replicas(), batch, "Conv2D") == forward  # synchronised BatchNorm: nothing recomputed
 
 
@@ -141,3 +154,50 @@ def test_remat_travels_in_the_config_and_refuses_stock_layers():
 
     with pytest.raises(ValueError, match="stock_layers"):
         Stock(image_size=32, remat=True)
+
+
+def test_train_py_remat_flag_reaches_the_model(tmp_path):
+    # Four demo pairs, one step of batch 4: train.py --remat trains and its model.keras says so; a resumed run
+    # takes the flag of the new command, not of the checkpoint.
+    import shutil
+
+    import train
+    from model import load_checkpoint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("demo_00001", "demo_00002", "demo_00003", "demo_00004"):
+        for extension in (".jpg", ".wav"):
+            shutil.copy(PROJECT / "data" / "demo" / "train" / (name + extension), data)
+    common = ["--data_dir", str(data), "--out_dir", str(tmp_path / "run"), "--batch_size", "4", "--image_size", "32",
+              "--sample_rate", "8000", "--audio_seconds", "0.4", "--image_weights", "none", "--steps_per_epoch", "1"]
+    train.main(common + ["--epochs", "1", "--remat"])
+    assert load_checkpoint(str(tmp_path / "run" / "model.keras")).remat is True
+    train.main(common + ["--epochs", "2"])
+    assert load_checkpoint(str(tmp_path / "run" / "model.keras")).remat is False
+
+
+def test_torch_checkpoint_gives_the_same_loss_and_gradients():
+    # bench.py's PyTorch reference with torch.utils.checkpoint on remat.py's segments computes the same step.
+    import torch
+
+    from torch_reference import TorchLVS, torch_lvs_loss
+
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randn(3, 3, 32, 32, generator=generator, dtype=torch.float64)
+    spectrograms = torch.randn(3, 1, 257, 12, generator=generator, dtype=torch.float64)
+    results = []
+    for checkpoint in (0, 7, 9):
+        torch.manual_seed(1)
+        network = TorchLVS(checkpoint=checkpoint).double().train()
+        loss = torch_lvs_loss(*network(frames, spectrograms))
+        loss.backward()
+        gradients = {name: parameter.grad.clone() for name, parameter in network.named_parameters()
+                     if parameter.grad is not None}  # the unused fc layers have none
+        results.append((loss.item(), gradients))
+    assert len(results[0][1]) == 2 * 60  # conv and BatchNorm weights of both trunks
+    for loss, gradients in results[1:]:
+        assert loss == pytest.approx(results[0][0], rel=1e-12)
+        assert gradients.keys() == results[0][1].keys()
+        for name, gradient in gradients.items():
+            torch.testing.assert_close(gradient, results[0][1][name], rtol=1e-10, atol=1e-12)
