@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 import loss as lvs
+import remat as rematerialisation
 import resnet18
 
 DEFAULT_IMAGENET_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "resnet18_imagenet.weights.h5")
@@ -46,9 +47,15 @@ class LVSModel(keras.Model):
         sample_rate: rate every wav is resampled to (preprocessing setting).
         audio_seconds: audio length after tiling (preprocessing setting).
         eps_pos, eps_neg, tau, temperature, hard_negatives, trimap: the loss settings (loss.lvs_loss).
+        remat: recompute the towers' activations in the backward pass of training (remat.py: less memory, the
+            same loss and gradients, about one more forward pass of compute).
     """
 
     stock_layers = False  # towers of stock Keras layers (resnet18.build_resnet18); bench.py's comparison only
+    remat_stems = True  # recompute the stems in the backward pass even without remat (bench.py measures without)
+    # Segments (remat.py) each tower recomputes with remat: the stem and layer1 to layer3. layer4 (stride 1) holds
+    # 56 % of the FLOPs at the paper's shapes on the smallest maps, so it keeps its activations. None: all nine.
+    remat_segments = 7
 
     def __init__(
         self,
@@ -62,6 +69,7 @@ class LVSModel(keras.Model):
         temperature=lvs.TEMPERATURE,
         hard_negatives=True,
         trimap=True,
+        remat=False,
         **kwargs,
     ):
         # The precision is a setting of the run (train.py --mixed_precision sets the global dtype policy before
@@ -81,6 +89,9 @@ class LVSModel(keras.Model):
         self.temperature = float(temperature)
         self.hard_negatives = bool(hard_negatives)
         self.trimap = bool(trimap)
+        self.remat = bool(remat)
+        if self.remat and self.stock_layers:
+            raise ValueError("remat needs the towers' own layers (resnet18.BatchNormalization), not stock_layers")
         self.vision = resnet18.build_resnet18(input_channels=3, layer4_stride=self.layer4_stride, name="vision",
                                               stock_layers=self.stock_layers)
         self.audio = resnet18.build_resnet18(input_channels=1, layer4_stride=1, name="audio",
@@ -110,6 +121,7 @@ class LVSModel(keras.Model):
             layer4_stride=self.layer4_stride,
             sample_rate=self.sample_rate,
             audio_seconds=self.audio_seconds,
+            remat=self.remat,
             **self.loss_settings,
         )
         return config
@@ -129,6 +141,19 @@ class LVSModel(keras.Model):
         return [layer for layer in self.vision.layers + self.audio.layers
                 if isinstance(layer, keras.layers.BatchNormalization)]
 
+    def rematerialised_segments(self):
+        """How many segments of each tower (remat.py) recompute their forward in the backward pass of training.
+
+        With remat, remat_segments (the stem and layer1 to layer3); otherwise the stems (conv1, bn1, relu,
+        maxpool: the largest maps, 2 % of the compute), except where BatchNorm is synchronised across replicas or
+        the towers are stock layers.
+        """
+        if self.remat:
+            return self.remat_segments
+        if self.stock_layers or not self.remat_stems or any(layer.synchronized for layer in self.batch_norm_layers()):
+            return 0
+        return 1
+
     def embed(self, inputs, training=False):
         """L2-normalised features of both towers.
 
@@ -139,8 +164,15 @@ class LVSModel(keras.Model):
         Returns:
             (frame_features batch x h x w x 512, audio_features batch x 512), float32.
         """
-        frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
-        audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512
+        segments = self.rematerialised_segments() if training else 0
+        if segments != 0:
+            frame_maps = rematerialisation.call_in_segments(rematerialisation.tower_segments(self.vision),
+                                                            inputs["frame"], True, segments)  # batch x h x w x 512
+            audio_maps = rematerialisation.call_in_segments(rematerialisation.tower_segments(self.audio),
+                                                            inputs["spectrogram"], True, segments)  # batch x f x t x 512
+        else:
+            frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
+            audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512
         audio_vectors = ops.max(audio_maps, axis=(1, 2))  # global max pooling: batch x 512
         return l2_normalise(frame_maps), l2_normalise(audio_vectors)
 
@@ -182,7 +214,9 @@ class LVSModel(keras.Model):
             frame_features, audio_features = self.embed(inputs, training=True)
             replica_loss, local_mean = self.batch_loss(frame_features, audio_features)
             scaled_loss = self.optimizer.scale_loss(replica_loss)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        with rematerialisation.statistics_frozen(self.batch_norm_layers() if self.rematerialised_segments() != 0
+                                                 else []):
+            gradients = tape.gradient(scaled_loss, self.trainable_variables)  # with remat: recomputes the forward
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(local_mean)
         return self._logs()

@@ -76,6 +76,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         **kwargs: keras.layers.BatchNormalization arguments.
     """
 
+    # Whether a training call moves the running statistics. remat.py turns it off while the backward pass
+    # recomputes a block's forward, so the statistics move once per step, as without rematerialisation.
+    update_statistics = True
+
     def __init__(self, fused=True, **kwargs):
         super().__init__(**kwargs)
         self.fused = bool(fused)
@@ -115,6 +119,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
             if self.synchronized and tf.distribute.has_strategy():
                 count *= tf.distribute.get_replica_context().num_replicas_in_sync
             batch_variance = variance * count / tf.maximum(count - 1, 1)
+        if not self.update_statistics:
+            return outputs
         self.moving_mean.assign(self.moving_mean * self.momentum + ops.cast(batch_mean, self.moving_mean.dtype)
                                 * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum

@@ -15,15 +15,20 @@ Usage:
 
 import torch
 import torch.nn.functional as functional
+import torch.utils.checkpoint
 import torchvision
 
 
-def torch_resnet18_trunk(input_channels=3, layer4_stride=1):
+def torch_resnet18_trunk(input_channels=3, layer4_stride=1, checkpoint=0):
     """torchvision's ResNet-18 up to layer4, with `input_channels` inputs and layer4's first block at `layer4_stride`.
 
     Args:
         input_channels: 3 for frames, 1 for spectrograms.
         layer4_stride: 1 (LVS) or 2 (torchvision).
+        checkpoint: while gradients are recorded, run this many segments (the stem, then the eight BasicBlocks:
+            remat.py's segments), from the first, under torch.utils.checkpoint: only each one's input is kept, its
+            forward runs again in the backward pass (BatchNorm's running statistics then move in both runs, as
+            torch.utils.checkpoint does).
 
     Returns:
         The torchvision ResNet-18 module (its forward is replaced by the trunk's: no pooling, no fc).
@@ -34,21 +39,37 @@ def torch_resnet18_trunk(input_channels=3, layer4_stride=1):
     network.layer4[0].conv1.stride = (layer4_stride, layer4_stride)
     network.layer4[0].downsample[0].stride = (layer4_stride, layer4_stride)
 
+    def stem(inputs):
+        return network.maxpool(network.relu(network.bn1(network.conv1(inputs))))
+
+    segments = [stem] + [block for layer in (network.layer1, network.layer2, network.layer3, network.layer4)
+                         for block in layer]
+
     def trunk_forward(inputs):
-        outputs = network.maxpool(network.relu(network.bn1(network.conv1(inputs))))
-        return network.layer4(network.layer3(network.layer2(network.layer1(outputs))))
+        outputs = inputs
+        for index, segment in enumerate(segments):
+            if index < checkpoint and torch.is_grad_enabled():
+                outputs = torch.utils.checkpoint.checkpoint(segment, outputs, use_reentrant=False)
+            else:
+                outputs = segment(outputs)
+        return outputs
 
     network.forward = trunk_forward
     return network
 
 
 class TorchLVS(torch.nn.Module):
-    """The two towers with L2-normalised outputs (the official AVENet without its loss)."""
+    """The two towers with L2-normalised outputs (the official AVENet without its loss).
 
-    def __init__(self, layer4_stride=1):
+    Args:
+        layer4_stride: the vision tower's layer4 stride.
+        checkpoint: segments of each tower run under torch.utils.checkpoint (torch_resnet18_trunk).
+    """
+
+    def __init__(self, layer4_stride=1, checkpoint=0):
         super().__init__()
-        self.imgnet = torch_resnet18_trunk(3, layer4_stride)
-        self.audnet = torch_resnet18_trunk(1, 1)
+        self.imgnet = torch_resnet18_trunk(3, layer4_stride, checkpoint)
+        self.audnet = torch_resnet18_trunk(1, 1, checkpoint)
 
     def forward(self, frames, spectrograms):
         """frames B x 3 x H x W, spectrograms B x 1 x 257 x T -> (B x 512 x h x w, B x 512), both L2-normalised."""

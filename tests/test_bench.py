@@ -1,4 +1,4 @@
-"""bench.py: the FLOP count against hand counts and PyTorch, the table formatter, the CLI, and a --quick run end to end.
+"""bench.py, bench_report.py, bench_memory.py: FLOP counts, the tables, the CLI, the memory guard, a --quick run.
 
 No timing is asserted: only that the numbers are computed, tabulated and written.
 """
@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import bench
+import bench_memory
+import bench_report
 import preprocessing
 from torch_reference import TorchLVS
 
@@ -77,18 +79,18 @@ def test_train_step_flops_is_three_forwards_less_the_first_input_gradients():
 
 
 def test_markdown_table_renders_every_row():
-    table = bench.markdown_table(["shape", "samples/s"], [["paper", 1.5], ["demo", "a|b"]])
+    table = bench_report.markdown_table(["shape", "samples/s"], [["paper", 1.5], ["demo", "a|b"]])
     assert table.splitlines() == ["| shape | samples/s |", "|---|---|", "| paper | 1.5 |", "| demo | a\\|b |"]
     with pytest.raises(ValueError, match="2 columns"):
-        bench.markdown_table(["a", "b"], [["only one"]])
+        bench_report.markdown_table(["a", "b"], [["only one"]])
 
 
 def test_numbers_and_ratios_are_formatted():
-    assert bench.number(1.23456) == "1.23"
-    assert bench.number(12345.6) == "12,346"
-    assert bench.number(None) == "n/a"
-    assert bench.ratio_text(3.0, 2.0) == "1.50x"
-    assert bench.ratio_text(None, 2.0) == bench.ratio_text(3.0, None) == "n/a"
+    assert bench_report.number(1.23456) == "1.23"
+    assert bench_report.number(12345.6) == "12,346"
+    assert bench_report.number(None) == "n/a"
+    assert bench_report.ratio_text(3.0, 2.0) == "1.50x"
+    assert bench_report.ratio_text(None, 2.0) == bench_report.ratio_text(3.0, None) == "n/a"
 
 
 def test_option_rows_compare_variants_that_differ_by_one_option():
@@ -98,10 +100,10 @@ def test_option_rows_compare_variants_that_differ_by_one_option():
     results = [result("train", "keras", "fp32", 10.0), result("train", "keras", "fp32_xla", 15.0),
                result("inference", "keras", "fp32", 40.0), result("inference", "keras", "fp32_xla", 20.0),
                result("train", "keras", "fp32_keras_bn", 8.0), result("train", "torch", "nchw", 8.0)]
-    rows = bench.option_rows(results)
+    rows = bench_report.option_rows(results)
     assert rows == [["demo", "fused BatchNorm kernel, float32", "fp32 vs fp32_keras_bn", "1.25x", "n/a"],
                     ["demo", "XLA (jit_compile=True), float32", "fp32_xla vs fp32", "1.50x", "0.50x"]]
-    assert bench.best(results, kind="train", framework="keras")["variant"] == "fp32_xla"
+    assert bench_report.best(results, kind="train", framework="keras")["variant"] == "fp32_xla"
 
 
 def test_summary_compares_fastest_and_matched_precisions():
@@ -111,7 +113,7 @@ def test_summary_compares_fastest_and_matched_precisions():
     results = [result("train", "keras", "fp32", 2.0), result("train", "keras", "bf16", 3.0),
                result("train", "torch", "nchw", 2.0), result("train", "torch", "channels_last_bf16", 4.0)]
     pipelines = [{"shape": "paper", "samples_per_second": 12.0}]
-    text = "\n".join(bench.summary_lines(results, pipelines))
+    text = "\n".join(bench_report.summary_lines(results, pipelines))
     assert "the target: ours as run without flags (`fp32`) / the PyTorch reference (`nchw` float32, the official " \
            "layout): 1.00x, target >= 1.2x: NOT met" in text
     assert "fastest of each (`bf16` vs `channels_last_bf16`): 0.75x, target >= 1.2x: NOT met" in text
@@ -126,7 +128,11 @@ def test_summary_compares_fastest_and_matched_precisions():
     (["--shapes", "huge"], "unknown huge"),
     (["--keras_variants", "fp16"], "unknown fp16"),
     (["--steps", "0"], "--steps must be a positive integer"),
-    (["--memory_probe", "jax:fp32"], "--memory_probe must be"),
+    (["--memory_probe", "jax:fp32"], "must be keras:VARIANT or torch:VARIANT"),
+    (["--memory_variants", "keras:fp64"], "must be keras:VARIANT or torch:VARIANT, got keras:fp64"),
+    (["--memory_batches", "16,x"], "--memory_batches: not a number"),
+    (["--memory_batches", "0"], "--memory_batches must be positive"),
+    (["--only", "speed"], "--only: unknown speed"),
 ])
 def test_command_line_mistakes_end_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -140,8 +146,12 @@ def test_quick_defaults():
     assert arguments.shapes == ["demo", "paper"]
     assert (arguments.warmup, arguments.pipeline_batches, arguments.matmul_size) == (1, 2, 512)
     assert bench.steps_for(arguments, "paper") == 2
-    assert arguments.memory_shape == "paper" and arguments.memory_batch_size == 16
+    assert arguments.memory_shape == "paper" and arguments.memory_batches == [16, 64, 256]
     assert bench.steps_for(bench.parse_arguments([]), "paper") == 5
+    only = bench.parse_arguments(["--only", "memory,matmul"])
+    assert (only.skip_train, only.skip_inference, only.skip_pipeline, only.skip_memory, only.skip_matmul) == (
+        True, True, True, False, False)
+    assert bench.parse_arguments(["--batch_size", "8"]).memory_batches == [8]
 
 
 def test_quick_run_writes_the_report(tmp_path):
@@ -167,15 +177,70 @@ def test_quick_run_writes_the_report(tmp_path):
     assert report.strip() in completed.stdout  # the same tables on stdout
 
 
-def test_memory_probe_reports_the_training_runs_own_peak():
-    # One probe subprocess (the quick run above skips them to stay fast); a Keras probe runs the same code path.
-    results = bench.measure_memory(["torch:nchw"], "demo", 2, 1, 1, threads=1)
-    assert len(results) == 1 and results[0]["error"] is None, results
+def test_memory_probe_reports_the_training_runs_own_peak_and_skips_what_would_not_fit():
+    # Real probe subprocesses. A margin of 1.5 x the available memory never stops the first run (the guard stops at
+    # half the margin) but leaves no room for the second: its estimate plus the margin exceeds what is available.
+    margin = 1.5 * bench_memory.psutil.virtual_memory().available
+    results = bench_memory.measure_memory(["torch:nchw"], "demo", [4, 2], 1, 1, threads=1, margin=margin,
+                                          script=bench.__file__)
+    assert [memory["batch_size"] for memory in results] == [2, 4]  # smallest first
     memory = results[0]
+    assert memory["error"] is None, results
     assert memory["framework"] == "torch" and memory["variant"] == "nchw"
     assert memory["peak"] >= memory["after_build"] > memory["after_imports"] > 0
-    assert memory["peak_source"] in ("VmHWM", "ru_maxrss")
+    assert memory["peak_source"] in ("VmHWM", "ru_maxrss") and memory["median_step"] > 0
     assert "NCHW" in memory["settings"]
+    assert results[1]["error"].startswith("not run: needs about") and "peak" not in results[1]
+
+
+def test_peak_estimates_extrapolate_the_smaller_batches():
+    gib = bench_memory.GIB
+    runs = [{"batch_size": 16, "after_imports": 1 * gib, "after_build": 1.5 * gib, "peak": 3 * gib}]
+    assert bench_memory.estimate_peak([], 16) is None
+    assert bench_memory.estimate_peak(runs, 64) == 1.5 * gib + 1.5 * gib * 4  # one run: its growth after the build
+    runs.append({"batch_size": 64, "after_imports": 1 * gib, "after_build": 1.5 * gib, "peak": 6 * gib})
+    assert bench_memory.estimate_peak(runs, 256) == 6 * gib + (256 - 64) * gib / 16  # 1/16 GiB per sample
+    assert bench_memory.estimate_peak(runs, 32) == 1.5 * gib + 1.5 * gib * 2  # only the batches below count
+
+
+def test_the_guard_stops_a_run_when_memory_runs_short():
+    # A margin twice the machine's memory: the available memory is always below half of it, so the guard stops the
+    # child (which would sleep for a minute) at its first look.
+    margin = 4 * bench_memory.psutil.virtual_memory().total
+    started = bench.time.perf_counter()
+    returncode, _, _, reason = bench_memory.run_guarded([sys.executable, "-c", "import time; time.sleep(60)"], margin)
+    assert reason.startswith("stopped: the machine's available memory fell to") and returncode != 0
+    assert bench.time.perf_counter() - started < 30
+
+
+def memory_result(framework, variant, batch, peak_gib, step, imports_gib=1.0):
+    gib = bench_memory.GIB
+    return {"framework": framework, "variant": variant, "shape": "paper", "batch_size": batch, "error": None,
+            "after_imports": imports_gib * gib, "peak": peak_gib * gib, "median_step": step}
+
+
+def test_memory_tables_and_targets():
+    memories = [memory_result("keras", "fp32", 16, 3.0, 8.0), memory_result("keras", "fp32", 64, 9.0, 32.0),
+                memory_result("torch", "nchw", 16, 3.2, 10.0),
+                memory_result("keras", "fp32_remat", 16, 2.0, 10.0), memory_result("keras", "fp32_remat", 64, 3.5, 40.0),
+                memory_result("keras", "fp32_remat", 256, 9.5, 176.0),
+                {**memory_result("torch", "nchw", 256, 0, 0), "error": "not run: needs about 40 GiB"}]
+    slope, fixed = bench_report.per_sample_memory(memories, "keras", "fp32")
+    assert slope == pytest.approx(6 * bench_memory.GIB / 48)  # 128 MiB per sample
+    assert fixed == pytest.approx(8 * bench_memory.GIB - 64 * slope)  # 0 GiB above the imports
+    assert bench_report.per_sample_memory(memories, "torch", "nchw") is None  # one batch only
+    fits = bench_report.fit_rows(memories)
+    assert fits[0][:4] == ["ours (Keras)", "fp32", "128", "0.00"]
+    assert fits[0][4] == str(int(24e9 // slope))
+    text = "\n".join(bench_report.memory_summary(memories))
+    assert "ours without flags (`fp32`) / PyTorch `nchw` float32: 0.94x, target <= 1.00x: met" in text
+    assert "`fp32_remat` at batch 256: peak RSS 9.50 GiB, target < 20 GiB: met" in text
+    # 176 s / 256 samples against fp32's 32 s / 64 at its largest batch: 0.6875 / 0.5 = 1.375
+    assert "the largest of it that ran): 1.38x, target <= 1.35x: NOT met" in text
+    assert "not run or failed: torch:nchw batch 256" in text
+    rows = bench_report.memory_rows(memories)
+    assert rows[0][:4] == ["paper", "ours (Keras)", "fp32", 16] and rows[0][6] == "2.00" and rows[0][7] == "128"
+    assert any(row[4] == "not run: needs about 40 GiB" for row in rows)
 
 
 def test_others_share_subtracts_this_process():
