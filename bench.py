@@ -60,6 +60,7 @@ import preprocessing  # noqa: E402
 import resnet18  # noqa: E402
 from atomic import write_text  # noqa: E402
 import bench_memory  # noqa: E402
+import bench_video  # noqa: E402
 from bench_report import KERAS_EAGER, render_report  # noqa: E402
 from bench_steps import (KERAS_VARIANTS, SHAPES, TORCH_VARIANTS, keras_train_step, load_average,  # noqa: E402
                          measure, model_settings, time_steps, torch_train_step)
@@ -70,7 +71,7 @@ DEFAULT_MATMUL_SIZE = 2048
 MEMORY_BATCHES = "16,64,256"
 MEMORY_VARIANTS = "keras:fp32,keras:fp32_no_remat,keras:fp32_remat,torch:nchw,torch:nchw_checkpoint"
 MEMORY_MARGIN_GIB = 4
-SECTIONS = ("matmul", "train", "inference", "pipeline", "memory")
+SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video")
 QUICK = {"steps": 2, "warmup": 1, "pipeline_batches": 2, "matmul_size": 512}
 
 
@@ -397,6 +398,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--skip_pipeline", action="store_true", help="do not time the input pipeline")
     parser.add_argument("--skip_memory", action="store_true", help="do not measure the peak memory of a training run")
     parser.add_argument("--skip_matmul", action="store_true", help="do not measure the matmul GFLOP/s peak")
+    parser.add_argument("--skip_video", action="store_true",
+                        help="do not time predict.py --video on a 10 s clip (bench_video.py) at each --shapes")
     parser.add_argument("--only", default=None,
                         help=f"comma-separated sections to run, the others skipped, from {', '.join(SECTIONS)} "
                              f"(e.g. --only memory reruns the memory tables alone; default: all)")
@@ -567,9 +570,13 @@ def main(argv=None):
                                                arguments.memory_margin * bench_memory.GIB, __file__)
         context["memory_load_end"] = load_average()
         context["analytic_memory"] = analytic_memory(shape, arguments.memory_batches)
+    video_rows = [] if arguments.skip_video else bench_video.video_rows(tuple(arguments.shapes))
     context["load_end"] = load_average()
     context["others_share"] = others_share(cpu_start, cpu_seconds(), time.perf_counter() - run_start)
     report = render_report(machine, context, matmul, flops, results, pipelines, memories)
+    if video_rows:
+        report += ("\n## predict.py --video on a 10 s clip (bench_video.py)\n\n" + bench_video.__doc__.split("\n\n")[1]
+                   + "\n\n" + bench_video.format_rows(video_rows) + "\n")
     print(report)
     write_text(arguments.output, report)
     print(f"wrote {arguments.output}", file=sys.stderr)

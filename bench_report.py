@@ -443,7 +443,9 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
                                     [[key, number(value)] for key, value in matmul.items()]))
     headers = ["shape", "framework", "variant", "batch", "settings", "first step (s)", "compile (s)",
                "median step (s)", "min - max step (s)", "samples/s", "vs PyTorch nchw", "GFLOP/s", "% matmul"]
-    parts += ["## Training throughput\n", markdown_table(headers, throughput_rows(results, "train", matmul))]
+    train_rows = throughput_rows(results, "train", matmul)
+    if train_rows:
+        parts += ["## Training throughput\n", markdown_table(headers, train_rows)]
     inference_rows = throughput_rows(results, "inference", matmul)
     if inference_rows:
         parts += ["## Inference throughput (predict's forward)\n", markdown_table(headers, inference_rows)]

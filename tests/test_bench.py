@@ -149,8 +149,9 @@ def test_quick_defaults():
     assert arguments.memory_shape == "paper" and arguments.memory_batches == [16, 64, 256]
     assert bench.steps_for(bench.parse_arguments([]), "paper") == 5
     only = bench.parse_arguments(["--only", "memory,matmul"])
-    assert (only.skip_train, only.skip_inference, only.skip_pipeline, only.skip_memory, only.skip_matmul) == (
-        True, True, True, False, False)
+    assert (only.skip_train, only.skip_inference, only.skip_pipeline, only.skip_memory, only.skip_matmul,
+            only.skip_video) == (True, True, True, False, False, True)
+    assert not bench.parse_arguments(["--only", "video"]).skip_video
     assert bench.parse_arguments(["--batch_size", "8"]).memory_batches == [8]
 
 
@@ -158,7 +159,7 @@ def test_quick_run_writes_the_report(tmp_path):
     output = tmp_path / "B.md"
     command = [sys.executable, str(PROJECT / "bench.py"), "--quick", "--shapes", "demo", "--steps", "1",
                "--warmup", "1", "--batch_size", "2", "--keras_variants", "fp32", "--torch_variants", "nchw",
-               "--pipeline_batches", "1", "--matmul_size", "256", "--skip_memory", "--output", str(output)]
+               "--pipeline_batches", "1", "--matmul_size", "256", "--skip_memory", "--skip_video", "--output", str(output)]
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -248,3 +249,18 @@ def test_others_share_subtracts_this_process():
     # The machine got 4 CPU seconds busier in 2 s, 1 of them ours: others used 3 of 2 x cores CPU seconds.
     assert bench.others_share((10.0, 5.0), (14.0, 6.0), 2.0) == pytest.approx(3.0 / (2.0 * cores))
     assert bench.others_share((10.0, 5.0), (11.0, 6.5), 2.0) == 0.0  # clock skew never gives a negative share
+
+
+def test_video_section_times_predict_video_and_the_pytorch_forward(tmp_path):
+    # bench.py --only video: a real 10 s clip through `predict.py --video` (bench_video.py) at demo shapes.
+    output = tmp_path / "V.md"
+    command = [sys.executable, str(PROJECT / "bench.py"), "--only", "video", "--shapes", "demo", "--output", str(output)]
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = output.read_text()
+    assert "## predict.py --video on a 10 s clip (bench_video.py)" in report
+    row = next(line.split(" | ") for line in report.splitlines() if line.startswith("| demo | 4 |"))
+    assert row[2:4] == ["250", "40"]  # 10 s at 25 fps, maps at the default 4 per second
+    assert float(row[4].rstrip(" s")) > 0 and float(row[5]) > 0 and float(row[6]) > 0 and float(row[7]) > 0
+    assert "## Training throughput" not in report  # --only video skipped the other sections
