@@ -31,3 +31,16 @@ def positive_float(text):
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def sample_rate(text):
+    """A rate in Hz within [1000, 384000], or "native" (each file at its own rate), or an argparse error."""
+    if text == "native":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a rate in Hz or 'native', got {text}") from None
+    if not 1000 <= value <= 384000:
+        raise argparse.ArgumentTypeError(f"must be between 1000 and 384000 Hz (or 'native'), got {text}")
+    return value

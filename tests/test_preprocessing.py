@@ -170,11 +170,11 @@ def test_find_pairs_lists_usable_pairs_and_reasons(tmp_path):
     assert [pair.name for pair in pairs] == ["a", "b", "c", "image_7", "truncated"]
     assert pairs[3].audio_path.endswith("audio_7.wav")
     text = "\n".join(skipped)
-    assert "lonely.jpg: no matching wav" in text
+    assert "lonely.jpg: no matching audio" in text
     assert "orphan.wav: no matching frame" in text
     assert "corrupt.jpg: unreadable image" in text
     assert "silent_empty.wav: zero-length audio" in text
-    assert "zero.wav: unreadable wav" in text
+    assert "zero.wav: unreadable audio" in text
     assert len(skipped) == 5
 
 
@@ -218,7 +218,7 @@ def test_training_dataset_shapes_and_augmentation(tmp_path):
 
 def test_require_pairs_stops_with_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no usable frame/wav pairs"):
+    with pytest.raises(SystemExit, match="no usable frame/audio pairs"):
         preprocessing.require_pairs(str(tmp_path / "empty"))
     with pytest.raises(SystemExit, match="data folder not found"):
         preprocessing.require_pairs(str(tmp_path / "missing"))
