@@ -43,6 +43,7 @@ from run_folder import list_checkpoints  # noqa: E402
 from watchdog import Watchdog  # noqa: E402
 
 DEFAULT_STALL_TIMEOUT = 1800  # seconds without a finished step before the watchdog stops the run
+SLOW_WORK_ALLOWANCE = 900  # seconds the watchdog allows at least for tracing a first step and for saving
 OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
 # Flags a resumed run applies to the loaded optimizer (recorded in args.json "changed_on_resume").
 OPTIMIZER_ARGUMENTS = ("lr", "weight_decay")
@@ -80,7 +81,7 @@ def parse_arguments(argv=None):
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
                              "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")
     parser.add_argument("--keep_checkpoints", type=positive_int, default=2, help="how many epoch checkpoints to keep (default: 2)")
-    parser.add_argument("--stall_timeout", type=float, default=DEFAULT_STALL_TIMEOUT, help=f"seconds without a finished step after which every thread's stack goes to OUT_DIR/stall.log and the run exits (code 3; rerun to resume); grows to 20x the slowest step seen; 0 disables (default: {DEFAULT_STALL_TIMEOUT})")
+    parser.add_argument("--stall_timeout", type=float, default=DEFAULT_STALL_TIMEOUT, help=f"seconds without a finished step after which every thread's stack goes to OUT_DIR/stall.log and the run exits (code 3; rerun to resume); grows to 20x the slowest step seen (at least 900 s for the first step, which traces the graph, and for each save); 0 disables (default: {DEFAULT_STALL_TIMEOUT})")
     arguments = parser.parse_args(argv)
     if not math.isfinite(arguments.stall_timeout) or arguments.stall_timeout < 0:
         parser.error(f"--stall_timeout must be 0 (off) or a number of seconds, got {arguments.stall_timeout}")
@@ -299,6 +300,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.watchdog = watchdog
         self.failure = None
         self.steps_this_epoch = 0
+        self.epoch_number = 0
         self.first_step = True
 
     def stop(self, reason):
@@ -306,24 +308,31 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_number = epoch + 1
         self.steps_this_epoch = 0
         self.watchdog.tick(f"epoch {epoch + 1} started", measure=False)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.watchdog.tick(measure=False)
+        if self.first_step:  # the first step traces the graph: slow, and not a measure of the step time
+            self.watchdog.allow(SLOW_WORK_ALLOWANCE)
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps_this_epoch += 1
-        self.watchdog.tick(f"step {batch + 1} of the epoch", measure=not self.first_step)
-        self.first_step = False  # the first step traces the graph: not a measure of the step time
+        self.watchdog.tick(f"step {batch + 1} of epoch {self.epoch_number}", measure=not self.first_step)
+        self.first_step = False
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             self.stop(f"the training loss is {loss} at step {batch + 1}: training diverged")
+
+    def on_test_begin(self, logs=None):
+        self.watchdog.allow(SLOW_WORK_ALLOWANCE)  # the first validation step traces its graph
 
     def on_test_batch_end(self, batch, logs=None):
         self.watchdog.tick(f"validation step {batch + 1}", measure=False)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.watchdog.allow(SLOW_WORK_ALLOWANCE)  # the checks and the save
         logs = logs or {}
         if self.failure is None and (self.steps_this_epoch == 0 or "loss" not in logs):
             self.stop(f"no training step ran in epoch {epoch + 1}: no pair decoded (see the warnings above)")

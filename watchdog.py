@@ -42,6 +42,7 @@ class Watchdog:
         self.slowest = 0.0
         self.progress = "none yet"
         self.last_tick = time.monotonic()
+        self.allowance = 0.0  # a one-off longer limit until the next tick (see allow)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = None
@@ -49,7 +50,12 @@ class Watchdog:
     @property
     def limit(self):
         """Seconds without a tick after which the watchdog fires."""
-        return max(self.timeout_seconds, self.scale * self.slowest)
+        return max(self.timeout_seconds, self.scale * self.slowest, self.allowance)
+
+    def allow(self, seconds):
+        """Allow up to `seconds` until the next tick, once (for work known to be slow: tracing a graph, a save)."""
+        with self._lock:
+            self.allowance = float(seconds)
 
     def tick(self, progress_text=None, measure=True):
         """Report progress.
@@ -64,6 +70,7 @@ class Watchdog:
             if measure:
                 self.slowest = max(self.slowest, now - self.last_tick)
             self.last_tick = now
+            self.allowance = 0.0
             if progress_text is not None:
                 self.progress = str(progress_text)
 
