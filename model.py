@@ -241,6 +241,8 @@ def build_model(image_weights="none", **settings):
     model = LVSModel(**settings)
     initialise_like_official(model)
     load_image_weights(model, image_weights)
+    if image_weights != "none":
+        require_finite(model, image_weights)
     return model
 
 
@@ -291,6 +293,7 @@ def convert_official_checkpoint(path, **settings):
     model = LVSModel(**settings)
     resnet18.load_torch_state_dict(model.vision, state_dict, prefix=prefix + "imgnet.", first_conv="conv1")
     resnet18.load_torch_state_dict(model.audio, state_dict, prefix=prefix + "audnet.", first_conv="conv1_a")
+    require_finite(model, path)
     return model
 
 
@@ -313,32 +316,32 @@ def load_checkpoint(path, compile=False):
     if not os.path.isfile(path):
         raise ValueError(f"checkpoint is not a file: {path}")
     if path.endswith(TORCH_CHECKPOINT_EXTENSIONS):
-        model = convert_official_checkpoint(path)
-    elif not path.endswith(".keras"):
+        return convert_official_checkpoint(path)  # checked for non-finite values there
+    if not path.endswith(".keras"):
         raise ValueError(f"checkpoint must be a .keras file or an official .pth.tar, got {path}")
-    else:
-        if not zipfile.is_zipfile(path):
-            raise ValueError(f"checkpoint {path} is truncated or not a Keras archive")
-        try:
-            model = keras.saving.load_model(path, compile=compile)
-        except Exception as error:  # a damaged archive or a foreign class
-            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            raise ValueError(f"could not read checkpoint {path}: {type(error).__name__}: {message}") from error
-        if not isinstance(model, LVSModel):
-            raise ValueError(f"checkpoint {path} holds a {type(model).__name__} model, not an LVS model from train.py")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"checkpoint {path} is truncated or not a Keras archive")
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # a damaged archive or a foreign class
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"could not read checkpoint {path}: {type(error).__name__}: {message}") from error
+    if not isinstance(model, LVSModel):
+        raise ValueError(f"checkpoint {path} holds a {type(model).__name__} model, not an LVS model from train.py")
     require_finite(model, path)
     return model
 
 
 def non_finite_variable(model):
-    """The path of the first model variable (weights, BatchNorm moving statistics, optimizer state) holding a NaN
-    or an infinity, or None when every value is finite."""
-    variables = list(model.variables)
+    """The name of the first variable holding a NaN or an infinity (weights, BatchNorm moving statistics,
+    optimizer state), as "audio/layer1_0_bn1/moving_variance", or None when every value is finite."""
+    named = [(f"{tower.name}/{variable.path}", variable) for tower in (model.vision, model.audio)
+             for variable in tower.weights]
     if getattr(model, "optimizer", None) is not None:
-        variables += list(model.optimizer.variables)
-    for variable in variables:
+        named += [(f"optimizer/{variable.path}", variable) for variable in model.optimizer.variables]
+    for name, variable in named:
         if not tf.reduce_all(tf.math.is_finite(tf.cast(variable, tf.float32))):
-            return variable.path
+            return name
     return None
 
 
