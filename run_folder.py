@@ -58,6 +58,18 @@ def check_writable(out_dir):
         raise SystemExit(f"error: cannot write in --out_dir {out_dir}: {describe(error)}")
 
 
+def check_free_space(out_dir, needed_bytes):
+    """Refuse to start when out_dir's disk cannot hold needed_bytes (say, the next checkpoint and its temporary copy).
+
+    Raises:
+        SystemExit: one `error:` line giving what is free and what is needed.
+    """
+    free = shutil.disk_usage(out_dir).free
+    if free < needed_bytes:
+        raise SystemExit(f"error: only {free / 1e6:.0f} MB free in --out_dir {out_dir}; saving a checkpoint needs "
+                         f"about {needed_bytes / 1e6:.0f} MB: free some space or use another --out_dir")
+
+
 class RunLock:
     """An exclusive lock on out_dir held for the life of the process (or of the with block).
 

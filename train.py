@@ -402,6 +402,8 @@ def train(arguments, pairs, validation_pairs):
         model.synchronise_batch_norm(strategy.num_replicas_in_sync > 1)
     if is_chief():
         record_arguments(arguments, saved, changes, epochs_done, overlap)
+        values = sum(math.prod(variable.shape) for variable in model.variables + model.optimizer.variables)
+        run_folder.check_free_space(arguments.out_dir, 2 * 4 * values)  # float32; a new file beside the kept ones
     batch_size = arguments.batch_size
     if batch_size > len(pairs):
         print(f"note: --batch_size {batch_size} is more than the {len(pairs)} pairs; using {len(pairs)}")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from test_train import PROJECT, TINY, read_rows, run
 from test_train import pairs_dir  # noqa: F401  (fixture)
 
@@ -166,3 +168,15 @@ def test_bad_out_dirs_and_inputs_are_one_line_before_any_work(pairs_dir, tmp_pat
     result = run([*arguments, "--out_dir", str(damaged)])
     assert result.returncode == 1 and "args.json (the run's saved flags) is damaged" in last_line(result)
     assert "Traceback" not in result.stderr
+
+
+def test_too_little_free_space_is_one_line_before_training(tmp_path):
+    sys.path.insert(0, str(PROJECT))
+    import shutil
+
+    from run_folder import check_free_space
+
+    free = shutil.disk_usage(tmp_path).free
+    check_free_space(str(tmp_path), free // 2)  # enough: nothing happens
+    with pytest.raises(SystemExit, match=r"^error: only \d+ MB free in --out_dir .*needs about \d+ MB"):
+        check_free_space(str(tmp_path), free + 10**12)
