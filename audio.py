@@ -17,6 +17,7 @@ Usage:
     waveform = load_waveform("clip.flac", 16000, 10.0)        # 160000 float32 samples
 """
 
+import collections
 import json
 import math
 import os
@@ -30,17 +31,22 @@ FFMPEG_EXTENSIONS = (".m4a", ".aac")  # libsndfile cannot read these
 NATIVE = "native"
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 64  # more than any real recording (22.2 surround has 24); bounds the memory of one block
 RESAMPLING_MARGIN_SECONDS = 0.1  # decoded past audio_seconds so the cut is not at the resampler's edge
-BLOCK_FRAMES = 65536
+BLOCK_SAMPLES = 1 << 20  # samples (frames x channels) decoded at a time
 FFMPEG_TIMEOUT_SECONDS = 300
 
+AudioInfo = collections.namedtuple("AudioInfo", ["rate", "frames", "channels", "subtype", "decoder"])
 
-def check_sample_rate(rate):
-    """Refuse a header's sample rate that no real recording has.
+
+def check_sample_rate(rate, channels=1):
+    """Refuse a header's sample rate (or channel count) that no real recording has.
 
     Raises:
-        ValueError naming the rate and the accepted range.
+        ValueError naming the value and the accepted range.
     """
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"{channels} channels in the header: real recordings have 1 to {MAX_CHANNELS}")
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise ValueError(
             f"sample rate of {rate} Hz in the header is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz, which "
@@ -48,18 +54,35 @@ def check_sample_rate(rate):
         )
 
 
+def _run(command, timeout):
+    """Run ffmpeg/ffprobe; a missing binary, a timeout or a failure is a one-line ValueError."""
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ValueError(f"{command[0]} is needed to read this file and was not found (install ffmpeg)") from None
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{command[0]} took more than {timeout} s on it") from None
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ValueError(f"unreadable audio ({command[0]}: {message[-1] if message else 'failed'})")
+    return result.stdout
+
+
 def _ffprobe(path):
     """(rate, channels) of the first audio stream of a file ffmpeg reads."""
     command = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
-               "-of", "json", "--", os.path.abspath(path)]
-    result = subprocess.run(command, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ValueError(f"unreadable audio (ffprobe: {message[-1] if message else 'failed'})")
-    streams = json.loads(result.stdout or b"{}").get("streams", [])
+               "-of", "json", os.path.abspath(path)]
+    output = _run(command, 60)
+    try:
+        streams = json.loads(output or b"{}").get("streams", [])
+    except ValueError:
+        raise ValueError("unreadable audio (ffprobe gave no description)") from None
     if not streams:
         raise ValueError("no audio stream")
-    return int(streams[0]["sample_rate"]), int(streams[0]["channels"])
+    try:
+        return int(streams[0]["sample_rate"]), int(streams[0]["channels"])
+    except (KeyError, ValueError):
+        raise ValueError("audio stream without a sample rate or channel count") from None
 
 
 def audio_info(path):
@@ -69,24 +92,24 @@ def audio_info(path):
         path: any file of AUDIO_EXTENSIONS.
 
     Returns:
-        (rate, frames, channels, subtype): frames is None when only decoding can tell (m4a/aac), subtype is
-        soundfile's ("PCM_16", "FLOAT", ...) or None.
+        AudioInfo(rate, frames, channels, subtype, decoder): decoder is "soundfile", or "ffmpeg" for what
+        libsndfile cannot read (m4a/aac, or a file whose extension lies); then frames and subtype are None.
     """
-    if os.path.splitext(path)[1].lower() in FFMPEG_EXTENSIONS:
-        rate, channels = _ffprobe(path)
-        return rate, None, channels, None
-    try:
-        info = soundfile.info(path)
-    except Exception as error:  # libsndfile raises LibsndfileError/RuntimeError for a bad file
-        raise ValueError(f"unreadable audio ({type(error).__name__}: {error})") from None
-    return int(info.samplerate), int(info.frames), int(info.channels), info.subtype
+    if os.path.splitext(path)[1].lower() not in FFMPEG_EXTENSIONS:
+        try:
+            info = soundfile.info(path)
+            return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), info.subtype, "soundfile")
+        except Exception:  # libsndfile raises LibsndfileError/RuntimeError for what it cannot read: ask ffmpeg
+            pass
+    rate, channels = _ffprobe(path)
+    return AudioInfo(rate, None, channels, None, "ffmpeg")
 
 
 def audio_sample_rate(path):
     """A file's native sample rate from its header (refused if no real recording has it)."""
-    rate = audio_info(path)[0]
-    check_sample_rate(rate)
-    return rate
+    info = audio_info(path)
+    check_sample_rate(info.rate, info.channels)
+    return info.rate
 
 
 def check_finite(samples):
@@ -99,7 +122,7 @@ def scan_for_non_finite(path):
     """Check every sample of a float-typed file in bounded memory (integer PCM cannot hold NaN or inf)."""
     with soundfile.SoundFile(path) as sound:
         while True:
-            block = sound.read(BLOCK_FRAMES, dtype="float32")
+            block = sound.read(BLOCK_SAMPLES // sound.channels, dtype="float32")
             if block.shape[0] == 0:
                 return
             check_finite(block)
@@ -110,9 +133,10 @@ def _read_with_soundfile(path, max_frames):
     count is not trusted: pipe-written wavs claim 4 GB)."""
     blocks, total = [], 0
     with soundfile.SoundFile(path) as sound:
-        check_sample_rate(sound.samplerate)
+        check_sample_rate(sound.samplerate, sound.channels)
+        block_frames = BLOCK_SAMPLES // sound.channels
         while max_frames is None or total < max_frames:
-            wanted = BLOCK_FRAMES if max_frames is None else min(BLOCK_FRAMES, max_frames - total)
+            wanted = block_frames if max_frames is None else min(block_frames, max_frames - total)
             block = sound.read(wanted, dtype="float32", always_2d=True)  # frames x channels
             if block.shape[0] == 0:
                 break
@@ -127,12 +151,9 @@ def _read_with_ffmpeg(path, rate, channels, max_seconds):
     if max_seconds is not None:
         command += ["-t", f"{max_seconds:.6f}"]
     command += ["-f", "f32le", "-acodec", "pcm_f32le", "-ar", str(rate), "-ac", str(channels), "pipe:1"]
-    result = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ValueError(f"undecodable audio (ffmpeg: {message[-1] if message else 'failed'})")
-    usable = len(result.stdout) // (4 * channels) * 4 * channels
-    samples = np.frombuffer(result.stdout[:usable], dtype="<f4").reshape(-1, channels)  # frames x channels
+    output = _run(command, FFMPEG_TIMEOUT_SECONDS)
+    usable = len(output) // (4 * channels) * 4 * channels
+    samples = np.frombuffer(output[:usable], dtype="<f4").reshape(-1, channels)  # frames x channels
     return samples.mean(axis=1).astype(np.float32)
 
 
@@ -150,12 +171,13 @@ def read_audio(path, sample_rate=None, max_seconds=None):
     Raises:
         ValueError (one line) for an unreadable file, an absurd rate, no samples, or a NaN/inf sample.
     """
-    rate, _, channels, _ = audio_info(path)
-    check_sample_rate(rate)
+    info = audio_info(path)
+    rate = info.rate
+    check_sample_rate(rate, info.channels)
     if max_seconds is not None:
         max_seconds = max_seconds + RESAMPLING_MARGIN_SECONDS
-    if os.path.splitext(path)[1].lower() in FFMPEG_EXTENSIONS:
-        samples = _read_with_ffmpeg(path, rate, channels, max_seconds)
+    if info.decoder == "ffmpeg":
+        samples = _read_with_ffmpeg(path, rate, info.channels, max_seconds)
     else:
         try:
             samples = _read_with_soundfile(path, None if max_seconds is None else int(math.ceil(max_seconds * rate)))

@@ -3,7 +3,9 @@
 - crop (LVS): shorter side resized to image_size (PIL bicubic), centre crop. Training: shorter side to
   round(image_size * 246 / 224), random image_size crop, random horizontal flip.
 - squash (EZ-VSL, SLAVC: torchvision Resize((S, S))): the whole frame resized to image_size x image_size (PIL
-  bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip.
+  bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip, so
+  training sees the geometry evaluation sees. (EZ-VSL's datasets.py trains with Resize(int(224 * 1.1)) on the
+  shorter side + RandomCrop, i.e. our crop training, and tests with the squash.)
 Then /255 and ImageNet mean/std. Any PIL mode is read: 16-bit grayscale (I;16, I;16B, I) is scaled from 0..65535
 and float (F) from 0..1 to 8 bits, instead of Pillow's clipping (which turns them white); 16-bit RGB/RGBA PNGs
 are already reduced to 8 bits by Pillow. A frame is refused before decoding when it is a decompression bomb or
@@ -65,6 +67,23 @@ def to_rgb(image):
     return image.convert("RGB")
 
 
+def _open_checked(path, decode):
+    """Open an image (header only), refuse bombs and absurd shapes, then return decode(image)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_image_size(*image.size)
+                return decode(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"decompression bomb: {error}") from None
+
+
+def frame_size(path):
+    """(width, height) of an image file from its header; ValueError for a bomb or an absurd shape."""
+    return _open_checked(path, lambda image: image.size)
+
+
 def open_frame(path):
     """Read an image file as 8-bit RGB, refusing bombs and absurd shapes before decoding.
 
@@ -74,11 +93,7 @@ def open_frame(path):
     Returns:
         A PIL.Image in mode RGB.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            check_image_size(*image.size)
-            return to_rgb(image)
+    return _open_checked(path, to_rgb)
 
 
 def _resize_shorter_side(image, size):

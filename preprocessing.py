@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import scipy.signal
 import tensorflow as tf
-from PIL import Image
+from tqdm import tqdm
 
 from audio import (  # noqa: F401  (re-exported: scripts import them from here)
     AUDIO_EXTENSIONS,
@@ -47,6 +47,7 @@ from frames import (  # noqa: F401  (re-exported)
     RESIZE_MODES,
     TRAINING_RESIZE_RATIO,
     check_image_size,
+    frame_size,
     load_frame,
     prepare_frame,
 )
@@ -58,6 +59,7 @@ LOG_DIVISOR = 12.0
 MAX_AUDIO_SECONDS = 600.0  # ten minutes: 60 x the paper's clips; beyond it a batch would not fit in memory
 MAX_IMAGE_SIZE = 4096
 DEFAULT_SETTINGS = {"image_size": 224, "sample_rate": 16000, "audio_seconds": 10.0}
+PROGRESS_FROM = 2000  # pairs: a progress bar for header checks of at least this many
 LAYOUT_HINT = "expected NAME.jpg|.jpeg|.png + NAME.wav|.flac|.ogg|.mp3|.m4a|.aac, frames/ + audio/, or Data/"
 
 Pair = collections.namedtuple("Pair", ["name", "image_path", "audio_path"])
@@ -84,11 +86,14 @@ def check_settings(settings):
         sample_rate = NATIVE if merged["sample_rate"] == NATIVE else int(merged["sample_rate"])
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"settings must be numbers (sample_rate may be '{NATIVE}'), got {merged}") from None
-    if not 32 <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"image_size must be between 32 and {MAX_IMAGE_SIZE} pixels, got {image_size}")
-    if sample_rate != NATIVE and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz or "
-                         f"'{NATIVE}', got {sample_rate}")
+    if image_size < 32:
+        raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    if image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at most {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    if sample_rate != NATIVE and sample_rate < MIN_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be at least {MIN_SAMPLE_RATE} Hz (or '{NATIVE}'), got {sample_rate}")
+    if sample_rate != NATIVE and sample_rate > MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be at most {MAX_SAMPLE_RATE} Hz (or '{NATIVE}'), got {sample_rate}")
     if not (math.isfinite(audio_seconds) and 0 < audio_seconds <= MAX_AUDIO_SECONDS):
         raise ValueError(f"audio_seconds must be a finite number of seconds in (0, {MAX_AUDIO_SECONDS:g}] "
                          f"(a batch holds that much audio per item), got {merged['audio_seconds']}")
@@ -134,20 +139,17 @@ def check_pair(image_path, audio_path):
     if os.path.getsize(image_path) == 0:
         return f"{image_path}: empty image file"
     try:
-        with Image.open(image_path) as image:
-            width, height = image.size
+        frame_size(image_path)
+    except ValueError as error:
+        return f"{image_path}: {error}"
     except Exception as error:  # PIL raises many types for a bad file
         return f"{image_path}: unreadable image ({type(error).__name__})"
     try:
-        check_image_size(width, height)
-    except ValueError as error:
-        return f"{image_path}: {error}"
-    try:
-        rate, frames, _, subtype = audio_info(audio_path)
-        check_sample_rate(rate)
-        if frames == 0:
+        info = audio_info(audio_path)
+        check_sample_rate(info.rate, info.channels)
+        if info.frames == 0:
             raise ValueError("zero-length audio")
-        if subtype in ("FLOAT", "DOUBLE"):
+        if info.subtype in ("FLOAT", "DOUBLE"):
             scan_for_non_finite(audio_path)
     except ValueError as error:
         return f"{audio_path}: {error}"
@@ -197,6 +199,8 @@ def find_pairs(data_dir, names=None):
         list of "path: reason" strings for frames without audio, audio without a frame, two files of one kind
         sharing a name, empty, unreadable, non-finite or implausible files.
     """
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"data folder is a file, not a folder: {printable(data_dir)}")
     if not os.path.isdir(data_dir):
         raise ValueError(f"data folder not found: {printable(data_dir)}")
     try:
@@ -209,7 +213,7 @@ def find_pairs(data_dir, names=None):
     images = _files_by_stem(image_dir, IMAGE_EXTENSIONS, skipped)
     audios = _files_by_stem(audio_dir, AUDIO_EXTENSIONS, skipped)
     pairs, used_audio = [], set()
-    for stem in sorted(images):
+    for stem in tqdm(sorted(images), desc="checking pairs", unit="pair", disable=len(images) < PROGRESS_FROM):
         if wanted is not None and stem not in wanted:
             continue
         audio_stem = stem
@@ -347,7 +351,7 @@ def _group_by_rate(pairs, settings):
     if settings["sample_rate"] != NATIVE:
         return {settings["sample_rate"]: list(pairs)}
     groups = collections.defaultdict(list)
-    for pair in pairs:
+    for pair in tqdm(pairs, desc="reading sample rates", unit="file", disable=len(pairs) < PROGRESS_FROM):
         try:
             rate = audio_sample_rate(pair.audio_path)
             if rate * settings["audio_seconds"] < SPECTROGRAM_SEGMENT:
@@ -370,7 +374,7 @@ def _rate_dataset(pairs, settings, rate, training, batch_size, shuffle, seed, wi
     )
     if shuffle:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    item_seeds = tf.data.Dataset.random(seed=seed + rate)  # one augmentation seed per element, new every epoch
+    item_seeds = tf.data.Dataset.random(seed=seed)  # one augmentation seed per element, new every epoch
     dataset = tf.data.Dataset.zip((dataset, item_seeds))
 
     def load(paths, item_seed):
@@ -436,8 +440,9 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
     groups = _group_by_rate(usable, settings)
     if not groups:
         raise ValueError("no pair has usable audio")
-    datasets = [_rate_dataset(group, settings, rate, training, batch_size, shuffle, seed, with_names, drop_remainder,
-                              deterministic, resize) for rate, group in groups.items()]
+    datasets = [_rate_dataset(group, settings, rate, training, batch_size, shuffle, seed + index, with_names,
+                              drop_remainder, deterministic, resize)
+                for index, (rate, group) in enumerate(groups.items())]  # seed + index: groups draw apart
     dataset = datasets[0]
     if len(datasets) > 1 and shuffle:
         weights = [len(group) for group in groups.values()]
