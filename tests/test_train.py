@@ -52,7 +52,7 @@ def test_help_explains_every_flag():
     (["--batch_size", "0"], "must be a positive integer"),
     (["--layer4_stride", "3"], "invalid choice"),
     (["--eps_pos", "0.3", "--eps_neg", "0.4"], "must be below --eps_pos"),
-    (["--image_size", "8"], "image_size must be between 32"),
+    (["--image_size", "8"], "image_size must be at least 32"),
     (["--lr", "nan"], "must be a positive number"),
 ])
 def test_bad_flag_values_end_in_one_line(arguments, message):
