@@ -17,17 +17,22 @@ Usage:
 """
 
 import os
+import zipfile
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 import loss as lvs
+import optimizer  # noqa: F401  (registers TorchAdam, which compiled checkpoints name)
 import remat as rematerialisation
 import resnet18
 
 DEFAULT_IMAGENET_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "resnet18_imagenet.weights.h5")
 TORCH_CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".tar")
+NATIVE = "native"  # settings["sample_rate"] of a model fed every file at its own rate (preprocessing.NATIVE)
+# torch.optim.Adam's defaults (Keras' Adam uses epsilon 1e-7 and places it differently, see TorchAdam).
+ADAM_EPSILON = 1e-8
 
 
 def l2_normalise(features, axis=-1):
@@ -44,7 +49,7 @@ class LVSModel(keras.Model):
     Args:
         image_size: side of the square frames the model is fed (preprocessing setting).
         layer4_stride: stride of the vision tower's layer4 (1: 14 x 14 maps at 224; 2: the seed's setting).
-        sample_rate: rate every wav is resampled to (preprocessing setting).
+        sample_rate: rate every wav is resampled to, or "native": every file at its own rate (preprocessing setting).
         audio_seconds: audio length after tiling (preprocessing setting).
         eps_pos, eps_neg, tau, temperature, hard_negatives, trimap: the loss settings (loss.lvs_loss).
         remat: recompute the towers' activations in the backward pass of training (remat.py: less memory, the
@@ -81,7 +86,7 @@ class LVSModel(keras.Model):
             raise ValueError(f"layer4_stride must be 1 or 2, got {layer4_stride}")
         self.image_size = int(image_size)
         self.layer4_stride = int(layer4_stride)
-        self.sample_rate = int(sample_rate)
+        self.sample_rate = NATIVE if sample_rate == NATIVE else int(sample_rate)
         self.audio_seconds = float(audio_seconds)
         self.eps_pos = float(eps_pos)
         self.eps_neg = float(eps_neg)
@@ -268,8 +273,39 @@ def build_model(image_weights="none", **settings):
         The LVSModel, not compiled.
     """
     model = LVSModel(**settings)
+    initialise_like_official(model)
     load_image_weights(model, image_weights)
+    if image_weights != "none":
+        require_finite(model, image_weights)
     return model
+
+
+def initialise_like_official(model, seed=None):
+    """Give both towers the official LVS initialisation (AVENet.__init__ in the authors' model.py).
+
+    Every convolution kernel ~ N(0, 2 / fan_out) (kaiming_normal_(mode='fan_out', nonlinearity='relu'), fan_out =
+    out_channels x kernel height x kernel width, untruncated as torch's), every BatchNorm gamma ~ N(1, 0.02) and
+    beta = 0; the moving statistics keep torch's mean 0, variance 1. torchvision's ResNet sets gamma to exactly 1;
+    AVENet re-initialises all its modules after building the towers, so N(1, 0.02) is what the official run
+    started from. A tower loaded afterwards (ImageNet weights) replaces it.
+
+    Args:
+        model: an LVSModel.
+        seed: integer seed; None draws from Keras' global seed (keras.utils.set_random_seed).
+    """
+    seeds = keras.random.SeedGenerator(seed) if seed is not None else None
+    for tower in (model.vision, model.audio):
+        for layer in tower.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                initializer = keras.initializers.VarianceScaling(
+                    scale=2.0, mode="fan_out", distribution="untruncated_normal",
+                    seed=seeds.next() if seeds is not None else None)
+                layer.kernel.assign(initializer(layer.kernel.shape, dtype=layer.kernel.dtype))
+            elif isinstance(layer, keras.layers.BatchNormalization):
+                gamma = keras.initializers.RandomNormal(mean=1.0, stddev=0.02,
+                                                        seed=seeds.next() if seeds is not None else None)
+                layer.gamma.assign(gamma(layer.gamma.shape, dtype=layer.gamma.dtype))
+                layer.beta.assign(ops.zeros_like(layer.beta))
 
 
 def convert_official_checkpoint(path, **settings):
@@ -291,6 +327,7 @@ def convert_official_checkpoint(path, **settings):
     model = LVSModel(**settings)
     resnet18.load_torch_state_dict(model.vision, state_dict, prefix=prefix + "imgnet.", first_conv="conv1")
     resnet18.load_torch_state_dict(model.audio, state_dict, prefix=prefix + "audnet.", first_conv="conv1_a")
+    require_finite(model, path)
     return model
 
 
@@ -303,14 +340,47 @@ def load_checkpoint(path, compile=False):
 
     Returns:
         The LVSModel.
+
+    Raises:
+        ValueError: one line naming the problem: missing, truncated or not a Keras archive, another kind of model,
+            or a weight that is not finite (NaN or inf; the line names the variable).
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise ValueError(f"checkpoint not found: {path}")
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint is not a file: {path}")
     if path.endswith(TORCH_CHECKPOINT_EXTENSIONS):
-        return convert_official_checkpoint(path)
+        return convert_official_checkpoint(path)  # checked for non-finite values there
     if not path.endswith(".keras"):
         raise ValueError(f"checkpoint must be a .keras file or an official .pth.tar, got {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"checkpoint {path} is truncated or not a Keras archive")
     try:
-        return keras.saving.load_model(path, compile=compile)
-    except Exception as error:  # a truncated or foreign file
-        raise ValueError(f"could not read checkpoint {path}: {type(error).__name__}: {error}") from error
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # a damaged archive or a foreign class
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"could not read checkpoint {path}: {type(error).__name__}: {message}") from error
+    if not isinstance(model, LVSModel):
+        raise ValueError(f"checkpoint {path} holds a {type(model).__name__} model, not an LVS model from train.py")
+    require_finite(model, path)
+    return model
+
+
+def non_finite_variable(model):
+    """The name of the first variable holding a NaN or an infinity (weights, BatchNorm moving statistics,
+    optimizer state), as "audio/layer1_0_bn1/moving_variance", or None when every value is finite."""
+    named = [(f"{tower.name}/{variable.path}", variable) for tower in (model.vision, model.audio)
+             for variable in tower.weights]
+    if getattr(model, "optimizer", None) is not None:
+        named += [(f"optimizer/{variable.path}", variable) for variable in model.optimizer.variables]
+    for name, variable in named:
+        if not tf.reduce_all(tf.math.is_finite(tf.cast(variable, tf.float32))):
+            return name
+    return None
+
+
+def require_finite(model, path):
+    """Raise ValueError naming the first non-finite variable of the model loaded from (or saved to) path."""
+    name = non_finite_variable(model)
+    if name is not None:
+        raise ValueError(f"checkpoint {path} holds non-finite values (NaN or inf) in {name}; it cannot be used")

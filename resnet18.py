@@ -541,15 +541,26 @@ def main():
         help="an official LVS checkpoint (torch.save of {'model_state_dict': ...}) to convert into the project's "
         "model; predict.py and evaluate.py also take the .pth.tar directly",
     )
+    parser.add_argument(
+        "--sample_rate",
+        default="16000",
+        help="with --lvs_checkpoint: the rate the converted model is fed, in Hz, or 'native' (each file at its own "
+        "rate, as the official code); recorded in the .keras (default: 16000)",
+    )
     arguments = parser.parse_args()
     if arguments.lvs_checkpoint:
         output = arguments.output or os.path.splitext(arguments.lvs_checkpoint.removesuffix(".tar"))[0] + ".keras"
         if not output.endswith(".keras"):
             parser.error(f"--output must end with .keras with --lvs_checkpoint, got {output}")
+        from arguments import sample_rate  # noqa: E402  (argparse types)
         from model import convert_official_checkpoint  # model.py builds on this module
 
         try:
-            model = convert_official_checkpoint(arguments.lvs_checkpoint)
+            rate = sample_rate(arguments.sample_rate)
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument --sample_rate: {error}")
+        try:
+            model = convert_official_checkpoint(arguments.lvs_checkpoint, sample_rate=rate)
         except (ValueError, OSError) as error:
             sys.exit(f"error: {error}")
         with atomic_path(output) as temporary:

@@ -16,11 +16,11 @@ Usage:
 
 import argparse
 import csv
-import glob
 import io
 import json
+import math
 import os
-import re
+import shutil
 import sys
 
 import matplotlib
@@ -31,13 +31,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import held_out  # noqa: E402
 import loss as lvs  # noqa: E402
-from arguments import non_negative_int, positive_float, positive_int  # noqa: E402
 import preprocessing  # noqa: E402
+import run_folder  # noqa: E402
+from arguments import non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
 from atomic import atomic_path, write_text  # noqa: E402
-from model import build_model, load_checkpoint  # noqa: E402
+from model import build_model, load_checkpoint, non_finite_variable  # noqa: E402
+from optimizer import TorchAdam  # noqa: E402
+from run_folder import list_checkpoints  # noqa: E402
+from watchdog import Watchdog  # noqa: E402
 
-CHECKPOINT_PATTERN = re.compile(r"epoch_(\d{4,})\.keras$")
+DEFAULT_STALL_TIMEOUT = 1800  # seconds without a finished step before the watchdog stops the run
+SLOW_WORK_ALLOWANCE = 900  # seconds the watchdog allows at least for tracing a first step and for saving
+OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
+# Flags a resumed run applies to the loaded optimizer (recorded in args.json "changed_on_resume").
+OPTIMIZER_ARGUMENTS = ("lr", "weight_decay")
 # Arguments that define the network or its inputs: a resumed run must use the same ones.
 MODEL_ARGUMENTS = ("image_size", "layer4_stride", "sample_rate", "audio_seconds", "eps_pos", "eps_neg", "tau",
                    "temperature", "no_hard_negatives", "no_trimap")
@@ -50,11 +59,12 @@ def parse_arguments(argv=None):
     parser.add_argument("--out_dir", default="runs/lvs", help="where checkpoints, logs and model.keras go; rerun to resume (default: runs/lvs)")
     parser.add_argument("--epochs", type=non_negative_int, default=100, help="total number of epochs; 0 saves the untrained model (default: 100)")
     parser.add_argument("--batch_size", type=positive_int, default=256, help="pairs per step, the contrastive batch k (default: 256, the paper's)")
-    parser.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default: 1e-4, the paper's)")
-    parser.add_argument("--weight_decay", type=float, default=0.0, help="decoupled weight decay of Adam, 0 for none (default: 0)")
+    parser.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate; a resumed run applies a new value (default: 1e-4, the paper's)")
+    parser.add_argument("--weight_decay", type=float, default=0.0, help="torch.optim.Adam's weight_decay: an L2 term added to the gradient, 0 for none; a resumed run applies a new value (default: 0)")
+    parser.add_argument("--adamw", action="store_true", help="decoupled weight decay instead (torch.optim.AdamW's --weight_decay); cannot change on resume")
     parser.add_argument("--image_size", type=positive_int, default=224, help="side of the square frame crop (default: 224)")
     parser.add_argument("--layer4_stride", type=int, choices=(1, 2), default=1, help="stride of the vision tower's layer4: 1 gives 14x14 maps at 224 (default: 1)")
-    parser.add_argument("--sample_rate", type=positive_int, default=16000, help="every wav is resampled to this rate in Hz (default: 16000, VGG-SS's)")
+    parser.add_argument("--sample_rate", type=sample_rate, default=16000, help="every audio file is resampled to this rate in Hz, or 'native': each at its own rate, batches grouped by rate, as the official code (default: 16000, VGG-SS's)")
     parser.add_argument("--audio_seconds", type=positive_float, default=10.0, help="audio is tiled to and cut at this length (default: 10)")
     parser.add_argument("--eps_pos", type=float, default=lvs.EPS_POS, help="positive threshold of the trimap (default: 0.65)")
     parser.add_argument("--eps_neg", type=float, default=lvs.EPS_NEG, help="negative threshold of the trimap (default: 0.4)")
@@ -72,7 +82,10 @@ def parse_arguments(argv=None):
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
                              "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")
     parser.add_argument("--keep_checkpoints", type=positive_int, default=2, help="how many epoch checkpoints to keep (default: 2)")
+    parser.add_argument("--stall_timeout", type=float, default=DEFAULT_STALL_TIMEOUT, help=f"seconds without a finished step after which every thread's stack goes to OUT_DIR/stall.log and the run exits (code 3; rerun to resume); grows to 20x the slowest step seen (at least 900 s for the first step, which traces the graph, and for each save); 0 disables (default: {DEFAULT_STALL_TIMEOUT})")
     arguments = parser.parse_args(argv)
+    if not math.isfinite(arguments.stall_timeout) or arguments.stall_timeout < 0:
+        parser.error(f"--stall_timeout must be 0 (off) or a number of seconds, got {arguments.stall_timeout}")
     if not 0 <= arguments.weight_decay < 1:
         parser.error(f"--weight_decay must be in [0, 1), got {arguments.weight_decay}")
     if arguments.eps_neg >= arguments.eps_pos:
@@ -101,20 +114,8 @@ def model_settings(arguments):
 
 
 def make_optimizer(arguments):
-    """Adam with --lr, or AdamW when --weight_decay is set."""
-    if arguments.weight_decay > 0:
-        return keras.optimizers.AdamW(learning_rate=arguments.lr, weight_decay=arguments.weight_decay)
-    return keras.optimizers.Adam(learning_rate=arguments.lr)
-
-
-def list_checkpoints(out_dir):
-    """(epoch, path) of the epoch checkpoints in out_dir, newest first."""
-    found = []
-    for path in glob.glob(os.path.join(out_dir, "checkpoints", "epoch_*.keras")):
-        match = CHECKPOINT_PATTERN.search(os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found, reverse=True)
+    """torch.optim.Adam with --lr and --weight_decay as an L2 term, or torch.optim.AdamW's decay with --adamw."""
+    return TorchAdam(learning_rate=arguments.lr, weight_decay=arguments.weight_decay, decoupled=arguments.adamw)
 
 
 def make_strategy(name):
@@ -143,24 +144,59 @@ def is_chief():
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def resume_or_build(arguments):
-    """The model to train and the number of epochs already done: the newest readable checkpoint, or a new model."""
-    if is_chief():
-        for partial in glob.glob(os.path.join(arguments.out_dir, "**", ".*.partial-*"), recursive=True):
-            os.remove(partial)  # left by a run killed while writing
-    saved_arguments_path = os.path.join(arguments.out_dir, "args.json")
-    if os.path.isfile(saved_arguments_path):
-        with open(saved_arguments_path) as handle:
-            saved = json.load(handle)
-        changed = [name for name in MODEL_ARGUMENTS if name in saved and saved[name] != getattr(arguments, name)]
+def check_inputs(arguments):
+    """Every path the run needs, checked before any model is built: the pairs, --val_dir, --image_weights, --out_dir.
+
+    Returns:
+        (training pairs, validation pairs or None).
+    """
+    run_folder.check_writable(arguments.out_dir)
+    pairs = preprocessing.require_pairs(arguments.data_dir)
+    validation_pairs = preprocessing.require_pairs(arguments.val_dir) if arguments.val_dir else None
+    weights = arguments.image_weights
+    if weights not in ("imagenet", "none") and not os.path.isfile(weights):
+        raise SystemExit(f"error: image weights not found: {weights} (use imagenet, none, or a .weights.h5 / .pth file)")
+    return pairs, validation_pairs
+
+
+def record_test_overlap(pairs, out_dir):
+    """Warn about --data_dir pairs whose names are on a shipped test list; write them to OUT_DIR/test_overlap.txt.
+
+    The file holds one name a line and exists only when there is an overlap (a previous run's file is removed):
+    evaluate.py looks for it beside a checkpoint and in its parent folder.
+
+    Returns:
+        The number of overlapping names.
+    """
+    names = held_out.overlapping_names(pair.name for pair in pairs)
+    path = os.path.join(out_dir, OVERLAP_FILE)
+    if names:
+        print(f"warning: {len(names)} of the {len(pairs)} training pairs are on a shipped test list (VGG-SS / "
+              f"Flickr); scores on those lists will be optimistic. Names in {path}", file=sys.stderr)
+        write_text(path, "".join(f"{name}\n" for name in names))
+    elif os.path.exists(path):
+        os.remove(path)
+    return len(names)
+
+
+def resume_or_build(arguments, saved):
+    """The model to train and the number of epochs already done: the newest readable checkpoint, or a new model.
+
+    Args:
+        arguments: the command line.
+        saved: the run's earlier args.json (dict), or None.
+    """
+    if saved is not None:
+        changed = [name for name in MODEL_ARGUMENTS + ("adamw",)
+                   if saved.get(name, False if name == "adamw" else None) not in (None, getattr(arguments, name))]
         if changed and list_checkpoints(arguments.out_dir):
-            details = ", ".join(f"--{name} {saved[name]} (now {getattr(arguments, name)})" for name in changed)
+            details = ", ".join(f"--{name} {saved.get(name, False)} (now {getattr(arguments, name)})" for name in changed)
             raise SystemExit(f"error: {arguments.out_dir} holds a run made with {details}; use another --out_dir")
     for epoch, path in list_checkpoints(arguments.out_dir):
         try:
             model = load_checkpoint(path, compile=True)
         except ValueError as error:
-            print(f"warning: ignoring unreadable checkpoint {path}: {error}", file=sys.stderr)
+            print(f"warning: ignoring unusable checkpoint: {error}", file=sys.stderr)
             continue
         print(f"resuming from {path} (epoch {epoch} of {arguments.epochs} done)")
         return model, epoch
@@ -173,11 +209,51 @@ def resume_or_build(arguments):
     return model, 0
 
 
+def apply_optimizer_flags(model, arguments, saved, epochs_done):
+    """Give a resumed run's optimizer this command's --lr and --weight_decay, and say what changed.
+
+    Returns:
+        {flag: [before, now]} for the flags that changed (empty for a new run).
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # under a LossScaleOptimizer
+    before = {"lr": float(optimizer.learning_rate.numpy()),
+              "weight_decay": optimizer.decay_value if isinstance(optimizer, TorchAdam) else None}
+    if saved is not None:
+        before.update({name: saved[name] for name in OPTIMIZER_ARGUMENTS if name in saved})
+    changes = {}
+    if epochs_done == 0:
+        return changes
+    if not math.isclose(before["lr"], arguments.lr, rel_tol=1e-6):
+        changes["lr"] = [before["lr"], arguments.lr]
+    optimizer.learning_rate = arguments.lr
+    if isinstance(optimizer, TorchAdam):
+        if before["weight_decay"] is not None and not math.isclose(before["weight_decay"], arguments.weight_decay,
+                                                                   rel_tol=1e-6, abs_tol=0):
+            changes["weight_decay"] = [before["weight_decay"], arguments.weight_decay]
+        optimizer.set_weight_decay(arguments.weight_decay)
+    elif arguments.weight_decay:
+        raise SystemExit(f"error: the checkpoint's optimizer ({type(optimizer).__name__}, from an older train.py) "
+                         "cannot take --weight_decay; resume without it or use another --out_dir")
+    for name, (old, new) in changes.items():
+        print(f"note: --{name} changed on resume after epoch {epochs_done}: {old} -> {new}")
+    return changes
+
+
+def record_arguments(arguments, saved, changes, epochs_done, overlap):
+    """Write args.json: this run's flags, the test-overlap count and every change made on a resume."""
+    record = dict(vars(arguments), test_overlap=overlap)
+    history = list((saved or {}).get("changed_on_resume", []))
+    if changes:
+        history.append({"after_epoch": epochs_done, **changes})
+    record["changed_on_resume"] = history
+    write_text(os.path.join(arguments.out_dir, "args.json"), json.dumps(record, indent=1))
+
+
 def plot_loss_curve(history, path):
     """Save the training (and validation) loss per epoch as a PNG, atomically."""
     figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
     epochs = [row["epoch"] for row in history]
-    axis.plot(epochs, [row["loss"] for row in history], marker="o", label="training loss")
+    axis.plot(epochs, [row.get("loss", float("nan")) for row in history], marker="o", label="training loss")
     if any("val_loss" in row for row in history):
         axis.plot(epochs, [row.get("val_loss", float("nan")) for row in history], marker="s", label="validation loss")
     axis.set_xlabel("epoch")
@@ -191,45 +267,128 @@ def plot_loss_curve(history, path):
     plt.close(figure)
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """At every epoch end: checkpoint (atomic), then log.csv, history.json and loss_curve.png (chief only)."""
+def save_model(model, path):
+    """Save model to path atomically, unless a weight is not finite.
 
-    def __init__(self, out_dir, history, keep):
+    Raises:
+        SystemExit: one `error:` line for a non-finite weight or a failed write (the earlier file stays).
+    """
+    name = non_finite_variable(model)
+    if name is not None:
+        raise SystemExit(f"error: training diverged: {name} is not finite (NaN or inf); {path} was not written. "
+                         "Try a smaller --lr; rerun with it to resume from the last good checkpoint")
+    try:
+        with atomic_path(path) as temporary:
+            model.save(temporary)
+    except OSError as error:
+        raise SystemExit(f"error: could not save {path}: {run_folder.describe(error)}; the earlier checkpoints "
+                         "are kept, rerun to resume once there is space") from None
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Guards and records the run (chief only writes).
+
+    Per step: stops at a non-finite loss, ticks the watchdog. At every epoch end: stops if no step ran (nothing
+    decoded) or a weight (BatchNorm moving statistics included) is not finite; otherwise checkpoint (atomic),
+    then log.csv, history.json and loss_curve.png. `failure` holds the one-line reason when it stopped the run.
+    """
+
+    def __init__(self, out_dir, history, keep, watchdog):
         super().__init__()
         self.out_dir = out_dir
         self.history = history
         self.keep = keep
+        self.watchdog = watchdog
+        self.failure = None
+        self.steps_this_epoch = 0
+        self.epoch_number = 0
+        self.first_step = True
+
+    def stop(self, reason):
+        self.failure = reason
+        self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_number = epoch + 1
+        self.steps_this_epoch = 0
+        self.watchdog.tick(f"epoch {epoch + 1} started", measure=False)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.watchdog.tick(measure=False)
+        if self.first_step:  # the first step traces the graph: slow, and not a measure of the step time
+            self.watchdog.allow(SLOW_WORK_ALLOWANCE)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_this_epoch += 1
+        self.watchdog.tick(f"step {batch + 1} of epoch {self.epoch_number}", measure=not self.first_step)
+        self.first_step = False
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.stop(f"the training loss is {loss} at step {batch + 1}: training diverged")
+
+    def on_test_begin(self, logs=None):
+        self.watchdog.allow(SLOW_WORK_ALLOWANCE)  # the first validation step traces its graph
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.watchdog.tick(f"validation step {batch + 1}", measure=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not is_chief():
+        self.watchdog.allow(SLOW_WORK_ALLOWANCE)  # the checks and the save
+        logs = logs or {}
+        if self.failure is None and (self.steps_this_epoch == 0 or "loss" not in logs):
+            self.stop(f"no training step ran in epoch {epoch + 1}: no pair decoded (see the warnings above)")
+        if self.failure is None:
+            name = non_finite_variable(self.model)
+            if name is not None:
+                self.stop(f"{name} is not finite (NaN or inf) after epoch {epoch + 1}: training diverged")
+        if self.failure is None and not all(math.isfinite(float(value)) for value in logs.values()):
+            self.stop(f"a logged value is not finite after epoch {epoch + 1}: {logs}")
+        if self.failure is not None or not is_chief():
             return
         path = os.path.join(self.out_dir, "checkpoints", f"epoch_{epoch + 1:04d}.keras")
-        with atomic_path(path) as temporary:
-            self.model.save(temporary)
+        save_model(self.model, path)
         for _, old in list_checkpoints(self.out_dir)[self.keep:]:
             os.remove(old)
         self.history[:] = [row for row in self.history if row["epoch"] <= epoch]
-        self.history.append({"epoch": epoch + 1, **{key: float(value) for key, value in (logs or {}).items()}})
-        write_text(os.path.join(self.out_dir, "history.json"), json.dumps(self.history, indent=1))
-        columns = sorted({key for row in self.history for key in row} - {"epoch"})
-        table = io.StringIO()
-        writer = csv.DictWriter(table, fieldnames=["epoch"] + columns)
-        writer.writeheader()
-        writer.writerows(self.history)
-        write_text(os.path.join(self.out_dir, "log.csv"), table.getvalue())
-        plot_loss_curve(self.history, os.path.join(self.out_dir, "loss_curve.png"))
+        self.history.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}})
+        try:
+            write_text(os.path.join(self.out_dir, "history.json"), json.dumps(self.history, indent=1))
+            columns = sorted({key for row in self.history for key in row} - {"epoch"})
+            table = io.StringIO()
+            writer = csv.DictWriter(table, fieldnames=["epoch"] + columns)
+            writer.writeheader()
+            writer.writerows(self.history)
+            write_text(os.path.join(self.out_dir, "log.csv"), table.getvalue())
+            plot_loss_curve(self.history, os.path.join(self.out_dir, "loss_curve.png"))
+        except OSError as error:
+            raise SystemExit(f"error: could not write the logs of epoch {epoch + 1} in {self.out_dir}: "
+                             f"{run_folder.describe(error)} (its checkpoint {path} is saved)") from None
+        self.watchdog.tick(f"epoch {epoch + 1} saved", measure=False)
 
 
 def read_history(out_dir, epochs_done):
+    """The rows of history.json up to epochs_done; rows without an epoch number are dropped, a damaged file too."""
     path = os.path.join(out_dir, "history.json")
-    if not os.path.isfile(path):
+    try:
+        rows = run_folder.read_json(path, "the loss history")
+    except SystemExit as error:
+        print(f"warning: {str(error).removeprefix('error: ')}; starting a new history", file=sys.stderr)
         return []
-    with open(path) as handle:
-        return [row for row in json.load(handle) if row["epoch"] <= epochs_done]
+    if not isinstance(rows, list):
+        return []
+    return [row for row in rows if isinstance(row, dict) and isinstance(row.get("epoch"), int)
+            and row["epoch"] <= epochs_done]
 
 
-def main(argv=None):
-    arguments = parse_arguments(argv)
+def train(arguments, pairs, validation_pairs):
+    """The run itself, inside the out_dir lock (see main)."""
+    if is_chief():
+        run_folder.remove_partials(arguments.out_dir)
+        run_folder.private_temp_dir(arguments.out_dir)
+    saved = run_folder.read_json(os.path.join(arguments.out_dir, "args.json"), "the run's saved flags")
+    if saved is not None and not isinstance(saved, dict):
+        raise SystemExit(f"error: {os.path.join(arguments.out_dir, 'args.json')} is damaged: not a json object; "
+                         "fix or delete it")
     strategy = make_strategy(arguments.strategy)
     if arguments.deterministic:
         keras.utils.set_random_seed(arguments.seed)
@@ -237,14 +396,16 @@ def main(argv=None):
     if arguments.mixed_precision:
         on_gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
-    os.makedirs(arguments.out_dir, exist_ok=True)
-    pairs = preprocessing.require_pairs(arguments.data_dir)
+    overlap = record_test_overlap(pairs, arguments.out_dir) if is_chief() else 0
     with strategy.scope():
-        model, epochs_done = resume_or_build(arguments)
+        model, epochs_done = resume_or_build(arguments, saved)
+        changes = apply_optimizer_flags(model, arguments, saved, epochs_done)
         model.synchronise_batch_norm(strategy.num_replicas_in_sync > 1)
         model.remat = arguments.remat  # a setting of this run, not of the checkpoint it may resume
     if is_chief():
-        write_text(os.path.join(arguments.out_dir, "args.json"), json.dumps(vars(arguments), indent=1))
+        record_arguments(arguments, saved, changes, epochs_done, overlap)
+        values = sum(math.prod(variable.shape) for variable in model.variables + model.optimizer.variables)
+        run_folder.check_free_space(arguments.out_dir, 2 * 4 * values)  # float32; a new file beside the kept ones
     batch_size = arguments.batch_size
     if batch_size > len(pairs):
         print(f"note: --batch_size {batch_size} is more than the {len(pairs)} pairs; using {len(pairs)}")
@@ -253,42 +414,60 @@ def main(argv=None):
     if batch_size % replicas:
         raise SystemExit(f"error: --batch_size {batch_size} must split evenly over the {replicas} replicas")
     steps = arguments.steps_per_epoch or len(pairs) // batch_size
-    dataset = preprocessing.make_dataset(
-        pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed + epochs_done,
-        drop_remainder=True, deterministic=arguments.deterministic,
-    ).repeat()
+    try:
+        dataset = preprocessing.make_dataset(
+            pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed + epochs_done,
+            drop_remainder=True, deterministic=arguments.deterministic,
+        ).repeat()
+        validation = None
+        if validation_pairs:
+            validation = preprocessing.make_dataset(validation_pairs, model.settings, training=False,
+                                                    batch_size=min(batch_size, len(validation_pairs)))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}")
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)  # every worker reads the list; each keeps its share of a batch
-    validation = None
-    if arguments.val_dir:
-        validation_pairs = preprocessing.require_pairs(arguments.val_dir)
-        validation = preprocessing.make_dataset(validation_pairs, model.settings, training=False,
-                                                batch_size=min(batch_size, len(validation_pairs)))
     history = read_history(arguments.out_dir, epochs_done)
     print(f"training on {len(pairs)} pairs from {arguments.data_dir}: {steps} steps of {batch_size} per epoch, "
           f"epochs {epochs_done + 1}..{arguments.epochs}, {replicas} replica(s), "
           f"precision {keras.mixed_precision.global_policy().name}, out_dir {arguments.out_dir}")
-    if epochs_done < arguments.epochs:
-        model.fit(
-            dataset,
-            epochs=arguments.epochs,
-            initial_epoch=epochs_done,
-            steps_per_epoch=steps,
-            validation_data=validation,
-            callbacks=[EpochCheckpoint(arguments.out_dir, history, arguments.keep_checkpoints)],
-            verbose=1 if sys.stdout.isatty() else 2,
-            shuffle=False,  # make_dataset shuffles
-        )
-    if preprocessing.SKIPPED_WHILE_LOADING:
-        print(f"{len(preprocessing.SKIPPED_WHILE_LOADING)} file(s) failed to decode and were skipped:", file=sys.stderr)
-        for line in sorted(set(preprocessing.SKIPPED_WHILE_LOADING)):
-            print(f"  {line}", file=sys.stderr)
+    stall_log = os.path.join(arguments.out_dir, "stall.log") if is_chief() else None
+    with Watchdog(arguments.stall_timeout, log_path=stall_log, what="training") as watchdog:
+        guard = EpochCheckpoint(arguments.out_dir, history, arguments.keep_checkpoints, watchdog)
+        if epochs_done < arguments.epochs:
+            model.fit(
+                dataset,
+                epochs=arguments.epochs,
+                initial_epoch=epochs_done,
+                steps_per_epoch=steps,
+                validation_data=validation,
+                callbacks=[guard],
+                verbose=1 if sys.stdout.isatty() else 2,
+                shuffle=False,  # make_dataset shuffles
+            )
+    preprocessing.report_skipped()
+    if guard.failure is not None:
+        good = list_checkpoints(arguments.out_dir)
+        kept = f"the last good checkpoint is {good[0][1]}" if good else "no checkpoint was written"
+        raise SystemExit(f"error: {guard.failure}; {kept}. Fix the cause (e.g. a smaller --lr, the data) and rerun "
+                         "to resume")
     if is_chief():
         final_path = os.path.join(arguments.out_dir, "model.keras")
-        with atomic_path(final_path) as temporary:
-            model.save(temporary)
+        save_model(model, final_path)
         print(f"saved {final_path}")
+
+
+def main(argv=None):
+    arguments = parse_arguments(argv)
+    pairs, validation_pairs = check_inputs(arguments)
+    if not is_chief():
+        return train(arguments, pairs, validation_pairs)
+    with run_folder.RunLock(arguments.out_dir):
+        try:
+            return train(arguments, pairs, validation_pairs)
+        finally:
+            shutil.rmtree(os.path.join(arguments.out_dir, run_folder.TEMPORARY_NAME), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_bad_checkpoints_are_value_errors(tmp_path):
         load_checkpoint(str(tmp_path / "missing.keras"))
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"PK\x03\x04 truncated zip")
-    with pytest.raises(ValueError, match="could not read"):
+    with pytest.raises(ValueError, match="truncated or not a Keras archive"):
         load_checkpoint(str(broken))
     other = tmp_path / "model.h5"
     other.write_bytes(b"x")
@@ -138,3 +138,14 @@ def test_resnet18_cli_converts_an_official_checkpoint_to_keras(tmp_path, metadat
     direct = load_checkpoint(str(tmp_path / "lvs.pth.tar"))
     batch = inputs(batch=1, image_size=224, width=40, seed=6)
     np.testing.assert_allclose(converted(batch)["similarity"], direct(batch)["similarity"], atol=1e-6)
+    assert converted.settings["sample_rate"] == 16000
+    for rate, expected in (("native", "native"), ("22050", 22050)):
+        output = tmp_path / f"lvs_{rate}.keras"
+        result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint",
+                                 str(tmp_path / "lvs.pth.tar"), "--output", str(output), "--sample_rate", rate],
+                                capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert load_checkpoint(str(output)).settings["sample_rate"] == expected
+    result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar"),
+                             "--sample_rate", "fast"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--sample_rate: must be a rate in Hz or 'native'" in result.stderr
