@@ -33,6 +33,14 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    """A finite number >= 0, or an argparse error naming the value."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
 def sample_rate(text):
     """A rate in Hz within [1000, 384000], or "native" (each file at its own rate), or an argparse error."""
     if text == "native":

@@ -402,7 +402,7 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         + f" OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. PyTorch's OpenMP threads slow down "
         "sharply (up to 20x seen) when another process takes a core, TensorFlow's thread pool far less: compare "
         "frameworks only in a quiet run.",
-        "- Ours: `model.LVSModel` (random weights), `model.compile(optimizer=Adam(1e-4), jit_compile=...)` and "
+        "- Ours: `model.LVSModel` (random weights), `model.compile(optimizer=optimizer.TorchAdam(1e-4), jit_compile=...)` (train.py's optimizer) and "
         "`train_on_batch` on a fixed batch of random inputs already in memory. Variants: `fp32` = train.py's "
         "default (float32 policy, jit_compile='auto', resnet18.BatchNormalization on TensorFlow's fused kernel), "
         "`fp32_xla` = jit_compile=True, `bf16` / `bf16_xla` = the `mixed_bfloat16` global policy (loss and L2 "

@@ -27,6 +27,7 @@ import loss as lvs
 import preprocessing
 from bench_report import KERAS_EAGER
 from model import LVSModel, build_model
+import optimizer
 
 # name -> model settings, default batch size, and the size of the generated source files for the input pipeline.
 SHAPES = {
@@ -168,7 +169,7 @@ def keras_train_step(shape, batch_size, variant, seed=0):
     """
     options = KERAS_VARIANTS[variant]
     model = build_keras_model(shape, variant, seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE), jit_compile=options["jit_compile"])
+    model.compile(optimizer=optimizer.TorchAdam(learning_rate=LEARNING_RATE), jit_compile=options["jit_compile"])
     batch = {key: tf.constant(value) for key, value in random_inputs(model.settings, batch_size, seed).items()}
 
     def step():

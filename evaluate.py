@@ -55,7 +55,7 @@ import object_guidance
 import preprocessing
 import protocols
 from annotations import degenerate_items, ground_truth_map, load_annotations, read_test_list
-from arguments import non_negative_int, positive_int, sample_rate
+from arguments import non_negative_float, non_negative_int, positive_int, sample_rate
 from atomic import write_text
 from evaluation_figures import draw_histogram, draw_precision_recall, save_overlays, spread_over_scores
 from evaluation_figures import normalised_boxes  # noqa: F401  (the tests reach it through evaluate)
@@ -64,6 +64,7 @@ from evaluation_maps import model_maps
 from evaluation_scores import ROWS, baseline_scores, row_report, score_items
 from extended_sets import inconsistent_rows, negative_pairs, read_extended_list
 from model import LVSModel, load_checkpoint
+from watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog
 
 BASELINES = ("centre",)
 PER_ITEM_FILE = "per_item.csv"
@@ -104,6 +105,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--out_dir", default="evaluation",
                         help="where per_item.csv, metrics.json, missing_ids.txt and the plots go (default: evaluation)")
     parser.add_argument("--batch_size", type=positive_int, default=16, help="pairs per forward pass (default: 16)")
+    parser.add_argument("--stall_timeout", type=non_negative_float, default=DEFAULT_TIMEOUT_SECONDS,
+                        help="seconds without a finished batch after which every thread's stack is written to "
+                             "OUT_DIR/stall.log and the run exits with code 3 (the limit grows to 20 x the slowest "
+                             f"batch seen; 0 disables; default: {DEFAULT_TIMEOUT_SECONDS:g})")
     parser.add_argument("--figures", type=non_negative_int, default=0, metavar="N",
                         help="save N overlays with the ground-truth boxes, spread from the best to the worst item (default: 0)")
     parser.add_argument("--protocol", choices=tuple(protocols.PROTOCOLS), default="lvs",
@@ -325,8 +330,11 @@ def compute_maps(arguments, spec, resize, pairs, negatives=0):
     label = f"checkpoint {arguments.checkpoint}"
     print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with {label}, protocol {arguments.protocol}, "
           f"--resize {resize}")
-    maps, failures, durations = model_maps(model, pairs, settings, spec["audio_window"], arguments.batch_size,
-                                           resize=resize, object_mapper=mapper)
+    with Watchdog(arguments.stall_timeout, log_path=os.path.join(arguments.out_dir, "stall.log"),
+                  what="evaluation") as stall_watchdog:
+        stall_watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)  # the first batch traces the forward
+        maps, failures, durations = model_maps(model, pairs, settings, spec["audio_window"], arguments.batch_size,
+                                               resize=resize, object_mapper=mapper, on_progress=stall_watchdog.tick)
     tiled = tiling_warning(durations, settings["audio_seconds"])
     return maps, failures, settings, label, [tiled] if tiled else []
 

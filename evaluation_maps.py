@@ -90,7 +90,7 @@ def _batches(pairs, settings, window, resize, batch_size, failures):
 
 
 def model_maps(model, pairs, settings, window, batch_size, resize="crop", object_mapper=None,
-               description="scoring"):
+               description="scoring", on_progress=None):
     """The raw maps of every pair that decodes.
 
     Args:
@@ -101,6 +101,8 @@ def model_maps(model, pairs, settings, window, batch_size, resize="crop", object
         batch_size: pairs per forward pass.
         resize: "crop" or "squash".
         object_mapper: an object_guidance.ObjectMapper to also compute object maps, or None.
+        description: the progress bar's label.
+        on_progress: called with a progress text after every batch (evaluate.py ticks its watchdog), or None.
 
     Returns:
         (maps, failures, durations): maps is a dict name -> {"similarity": h x w, "positive_mask": h x w,
@@ -124,5 +126,7 @@ def model_maps(model, pairs, settings, window, batch_size, resize="crop", object
                     maps[item.name]["object"] = objects[index]
                 durations[item.name] = item.seconds
             progress.update(len(batch))
+            if on_progress is not None:
+                on_progress(f"{progress.n} of {len(pairs)} pairs")
         progress.update(len(pairs) - progress.n)
     return maps, failures, durations

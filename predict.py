@@ -25,10 +25,12 @@ from tqdm import tqdm
 import preprocessing
 import video
 import video_prediction
-from arguments import positive_float, positive_int
+import watchdog
+from arguments import non_negative_float, positive_float, positive_int
 from atomic import atomic_path
 from heatmaps import draw_panels, frame_pixels, make_forward, save_figure, upsample  # noqa: F401 (evaluate.py)
 from model import TORCH_CHECKPOINT_EXTENSIONS, load_checkpoint
+from watchdog import Watchdog
 
 
 def predict_maps(model, pairs, batch_size=16, description="predicting", settings=None, resize="crop"):
@@ -100,6 +102,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--heatmap_fps", type=positive_float, default=video_prediction.DEFAULT_HEATMAP_FPS,
                         help="video: maps computed per second, interpolated between "
                              f"(default: {video_prediction.DEFAULT_HEATMAP_FPS:g})")
+    parser.add_argument("--stall_timeout", type=non_negative_float, default=watchdog.DEFAULT_TIMEOUT_SECONDS,
+                        help="seconds without a finished pair or video frame after which every thread's stack is "
+                             "written to OUT_DIR/stall.log and the run exits with code 3 (the limit grows to 20 x the "
+                             f"slowest step seen; 0 disables; default: {watchdog.DEFAULT_TIMEOUT_SECONDS:g})")
     parser.add_argument("--max_side", type=positive_int, default=None,
                         help="video: scale the output video so its longer side is at most this many pixels")
     arguments = parser.parse_args(argv)
@@ -178,12 +184,12 @@ def list_videos(folder):
             if not entry.startswith(".") and os.path.splitext(entry)[1].lower() in video.VIDEO_EXTENSIONS]
 
 
-def run_videos(arguments, model, settings):
+def run_videos(arguments, model, settings, stall_watchdog=None):
     """--video / --video_dir: heatmap videos; a bad video is one error line (--video) or a named skip (folder)."""
     options = video_prediction.VideoOptions(
         start=arguments.start, duration=arguments.duration, heatmap_fps=arguments.heatmap_fps,
         max_side=arguments.max_side, batch_size=arguments.batch_size, resize=arguments.resize,
-        save_heatmaps=arguments.save_heatmaps)
+        save_heatmaps=arguments.save_heatmaps, on_progress=stall_watchdog.tick if stall_watchdog else None)
     if arguments.video:
         paths = [arguments.video]
     else:
@@ -244,9 +250,17 @@ def main(argv=None):
         pairs = preprocessing.require_pairs(arguments.data_dir)
     elif arguments.image:
         pairs = single_pair(arguments.image, arguments.audio)
+    with Watchdog(arguments.stall_timeout, log_path=os.path.join(arguments.out_dir, "stall.log"),
+                  what="prediction") as stall_watchdog:
+        stall_watchdog.allow(watchdog.SLOW_WORK_ALLOWANCE_SECONDS)  # loading the model, tracing the forward
+        return predict(arguments, pairs, stall_watchdog)
+
+
+def predict(arguments, pairs, stall_watchdog):
+    """The work of main once the inputs are checked: figures (and heatmaps) of pairs, or heatmap videos."""
     model, settings = load_model_and_settings(arguments.checkpoint, arguments.sample_rate)
     if arguments.video or arguments.video_dir:
-        return run_videos(arguments, model, settings)
+        return run_videos(arguments, model, settings, stall_watchdog)
     pairs = pairs[: arguments.limit] if arguments.limit else pairs
     names = output_names([pair.image_path for pair in pairs])
     pairs = [pair._replace(name=name) for pair, name in zip(pairs, names)]
@@ -264,6 +278,7 @@ def main(argv=None):
                 with atomic_path(os.path.join(arguments.out_dir, f"{name}.npy")) as temporary:
                     np.save(temporary, similarity.astype(np.float32))
             written += 1
+            stall_watchdog.tick(f"{written} of {len(pairs)} pairs")
     except OSError as error:
         raise SystemExit(f"error: cannot write to {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     failed = len(pairs) - written

@@ -20,6 +20,7 @@ Usage:
 import collections
 import math
 import os
+import stat
 import sys
 
 import numpy as np
@@ -133,9 +134,11 @@ def check_pair(image_path, audio_path):
         if not _is_utf8(path):
             return f"{printable(path)}: file name is not valid UTF-8"
         try:
-            os.stat(path)  # follows symlinks: a dangling or looping one fails here
+            status = os.stat(path)  # follows symlinks: a dangling or looping one fails here
         except OSError as error:
             return f"{path}: cannot be read ({error.strerror or type(error).__name__}; a dangling or looping symlink?)"
+        if not stat.S_ISREG(status.st_mode):  # a FIFO or a device would block or never end when read
+            return f"{printable(path)}: not a regular file (a FIFO, socket or device)"
     if os.path.getsize(image_path) == 0:
         return f"{image_path}: empty image file"
     try:

@@ -35,15 +35,13 @@ import held_out  # noqa: E402
 import loss as lvs  # noqa: E402
 import preprocessing  # noqa: E402
 import run_folder  # noqa: E402
-from arguments import non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
+from arguments import non_negative_float, non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
 from atomic import atomic_path, write_text  # noqa: E402
 from model import build_model, load_checkpoint, non_finite_variable  # noqa: E402
 from optimizer import TorchAdam  # noqa: E402
 from run_folder import list_checkpoints  # noqa: E402
-from watchdog import Watchdog  # noqa: E402
+from watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog  # noqa: E402
 
-DEFAULT_STALL_TIMEOUT = 1800  # seconds without a finished step before the watchdog stops the run
-SLOW_WORK_ALLOWANCE = 900  # seconds the watchdog allows at least for tracing a first step and for saving
 OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
 # Flags a resumed run applies to the loaded optimizer (recorded in args.json "changed_on_resume").
 OPTIMIZER_ARGUMENTS = ("lr", "weight_decay")
@@ -82,7 +80,7 @@ def parse_arguments(argv=None):
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
                              "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")
     parser.add_argument("--keep_checkpoints", type=positive_int, default=2, help="how many epoch checkpoints to keep (default: 2)")
-    parser.add_argument("--stall_timeout", type=float, default=DEFAULT_STALL_TIMEOUT, help=f"seconds without a finished step after which every thread's stack goes to OUT_DIR/stall.log and the run exits (code 3; rerun to resume); grows to 20x the slowest step seen (at least 900 s for the first step, which traces the graph, and for each save); 0 disables (default: {DEFAULT_STALL_TIMEOUT})")
+    parser.add_argument("--stall_timeout", type=non_negative_float, default=DEFAULT_TIMEOUT_SECONDS, help=f"seconds without a finished step after which every thread's stack goes to OUT_DIR/stall.log and the run exits (code 3; rerun to resume); grows to 20x the slowest step seen (at least 900 s for the first step, which traces the graph, and for each save); 0 disables (default: {DEFAULT_TIMEOUT_SECONDS})")
     arguments = parser.parse_args(argv)
     if not math.isfinite(arguments.stall_timeout) or arguments.stall_timeout < 0:
         parser.error(f"--stall_timeout must be 0 (off) or a number of seconds, got {arguments.stall_timeout}")
@@ -316,7 +314,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.watchdog.tick(measure=False)
         if self.first_step:  # the first step traces the graph: slow, and not a measure of the step time
-            self.watchdog.allow(SLOW_WORK_ALLOWANCE)
+            self.watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps_this_epoch += 1
@@ -327,13 +325,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.stop(f"the training loss is {loss} at step {batch + 1}: training diverged")
 
     def on_test_begin(self, logs=None):
-        self.watchdog.allow(SLOW_WORK_ALLOWANCE)  # the first validation step traces its graph
+        self.watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)  # the first validation step traces its graph
 
     def on_test_batch_end(self, batch, logs=None):
         self.watchdog.tick(f"validation step {batch + 1}", measure=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.watchdog.allow(SLOW_WORK_ALLOWANCE)  # the checks and the save
+        self.watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)  # the checks and the save
         logs = logs or {}
         if self.failure is None and (self.steps_this_epoch == 0 or "loss" not in logs):
             self.stop(f"no training step ran in epoch {epoch + 1}: no pair decoded (see the warnings above)")

@@ -64,6 +64,7 @@ class VideoOptions:
         batch_size: frame/window pairs per forward pass.
         resize: "crop" or "squash" (preprocessing.RESIZE_MODES).
         save_heatmaps: also write NAME_heatmaps.npy and NAME_times.npy.
+        on_progress: called after every frame read (predict.py ticks its watchdog with it), or None.
     """
 
     start: float = 0.0
@@ -73,6 +74,7 @@ class VideoOptions:
     batch_size: int = 16
     resize: str = "crop"
     save_heatmaps: bool = False
+    on_progress: object = None
 
 
 def computed_frame_indices(frame_count, fps, heatmap_fps):
@@ -232,6 +234,8 @@ def compute_heatmaps(forward, path, info, settings, options, audio_samples, audi
         for index, pixels in enumerate(video.read_frames(path, info.fps, start, seconds, (info.width, info.height))):
             frame_count += 1
             progress.update(1)
+            if options.on_progress is not None:
+                options.on_progress()
             if index != int(math.floor(ordinal * step + 0.5)):
                 continue
             time = start + index / float(info.fps)
@@ -304,6 +308,8 @@ def render_video(path, out_path, info, options, result, low, high, label):
         for index, pixels in enumerate(tqdm(frames, total=frame_count, desc=f"{label}: video", unit="frame")):
             if index >= frame_count:
                 break
+            if options.on_progress is not None:
+                options.on_progress()
             heatmap = interpolated_map(index, result["indices"], result["maps"])
             writer.write(label_time(overlay_frame(pixels, heatmap, low, high, options.resize),
                                     start + index / float(info.fps)))

@@ -21,6 +21,8 @@ import threading
 import time
 
 EXIT_CODE = 3  # what a stalled process exits with (1 is a plain error, 2 a usage error)
+DEFAULT_TIMEOUT_SECONDS = 1800  # the scripts' default --stall_timeout
+SLOW_WORK_ALLOWANCE_SECONDS = 900  # allowed at least for work known to be slow: tracing a first step, a save
 SCALE = 20.0  # the limit grows to this many times the slowest interval measured so far
 
 
@@ -53,7 +55,10 @@ class Watchdog:
         return max(self.timeout_seconds, self.scale * self.slowest, self.allowance)
 
     def allow(self, seconds):
-        """Allow up to `seconds` until the next tick, once (for work known to be slow: tracing a graph, a save)."""
+        """Allow up to `seconds` until the next tick, once (for work known to be slow: tracing a graph, a save).
+
+        That interval is not counted towards the slowest one either.
+        """
         with self._lock:
             self.allowance = float(seconds)
 
@@ -63,11 +68,12 @@ class Watchdog:
         Args:
             progress_text: what was just completed (shown in the report), or None to keep the previous text.
             measure: count the interval since the previous tick towards the slowest one (False for intervals that
-                are slow for a known reason, such as the first step that traces the graph).
+                are slow for a known reason, such as the first step that traces the graph; an interval given an
+                allowance is never counted).
         """
         now = time.monotonic()
         with self._lock:
-            if measure:
+            if measure and not self.allowance:
                 self.slowest = max(self.slowest, now - self.last_tick)
             self.last_tick = now
             self.allowance = 0.0
@@ -105,6 +111,7 @@ class Watchdog:
         log = None
         if self.log_path:
             try:
+                os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
                 log = open(self.log_path, "a")
                 log.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message)
                 log.flush()
