@@ -27,7 +27,6 @@ import torch  # before TensorFlow (torchvision segfaults when imported after it 
 
 from torch_reference import TorchLVS  # noqa: E402
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import video  # noqa: E402

@@ -5,7 +5,6 @@ SLAVC's test.py; and checkpoints that must be refused in one line."""
 import csv
 import json
 import sys
-from pathlib import Path
 
 sys.modules.setdefault("triton", None)  # as tests/test_resnet18.py: keep triton from loading after TensorFlow
 
