@@ -246,6 +246,7 @@ def main(argv=None):
             video_prediction.check_video(arguments.video)
         except video.VideoError as error:
             raise SystemExit(f"error: {preprocessing.printable(str(error))}")
+    pairs = None  # --video / --video_dir read no pairs
     if arguments.data_dir:
         pairs = preprocessing.require_pairs(arguments.data_dir)
     elif arguments.image:
