@@ -15,6 +15,7 @@ Usage:
         ...
 """
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -104,14 +105,29 @@ class RunLock:
         return False
 
 
+@contextlib.contextmanager
 def private_temp_dir(out_dir):
-    """Empty OUT_DIR/.tmp and make it the process's temporary folder (tempfile and child processes)."""
+    """Empty OUT_DIR/.tmp and make it the process's temporary folder (tempfile and child processes) while the
+    context lasts; then remove it and give the process its previous temporary folder back.
+
+    Yields:
+        The folder.
+    """
     folder = os.path.join(out_dir, TEMPORARY_NAME)
     shutil.rmtree(folder, ignore_errors=True)  # what a killed save left
     os.makedirs(folder, exist_ok=True)
+    previous_tempdir, previous_environment = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = folder
     os.environ["TMPDIR"] = folder
-    return folder
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous_tempdir
+        if previous_environment is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_environment
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def list_checkpoints(out_dir):

@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
 
 import matplotlib
@@ -382,7 +381,6 @@ def train(arguments, pairs, validation_pairs):
     """The run itself, inside the out_dir lock (see main)."""
     if is_chief():
         run_folder.remove_partials(arguments.out_dir)
-        run_folder.private_temp_dir(arguments.out_dir)
     saved = run_folder.read_json(os.path.join(arguments.out_dir, "args.json"), "the run's saved flags")
     if saved is not None and not isinstance(saved, dict):
         raise SystemExit(f"error: {os.path.join(arguments.out_dir, 'args.json')} is damaged: not a json object; "
@@ -461,11 +459,8 @@ def main(argv=None):
     pairs, validation_pairs = check_inputs(arguments)
     if not is_chief():
         return train(arguments, pairs, validation_pairs)
-    with run_folder.RunLock(arguments.out_dir):
-        try:
-            return train(arguments, pairs, validation_pairs)
-        finally:
-            shutil.rmtree(os.path.join(arguments.out_dir, run_folder.TEMPORARY_NAME), ignore_errors=True)
+    with run_folder.RunLock(arguments.out_dir), run_folder.private_temp_dir(arguments.out_dir):
+        return train(arguments, pairs, validation_pairs)
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def test_checkpoints_that_must_be_refused_in_one_line(tmp_path):
     diverged = tmp_path / "diverged.keras"
     model.save(diverged)
     cases = [(["--checkpoint", str(foreign)], "not an LVS model"), (["--checkpoint", str(truncated)], str(truncated)),
-             (["--checkpoint", str(diverged)], "non-finite weights"),
+             (["--checkpoint", str(diverged)], "non-finite values"),
              (["--checkpoint", str(tmp_path / "good.keras"), "--ogl", "0.4", "--image_weights",
                str(tmp_path / "none.weights.h5")], "ImageNet ResNet-18 weights not found")]
     for arguments, message in cases:

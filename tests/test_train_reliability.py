@@ -183,3 +183,19 @@ def test_too_little_free_space_is_one_line_before_training(tmp_path):
     check_free_space(str(tmp_path), free // 2)  # enough: nothing happens
     with pytest.raises(SystemExit, match=r"^error: only \d+ MB free in --out_dir .*needs about \d+ MB"):
         check_free_space(str(tmp_path), free + 10**12)
+
+
+def test_private_temp_dir_gives_the_process_its_temporary_folder_back(tmp_path):
+    # train.main runs in-process in tests and notebooks: after it, tempfile must not point into a deleted folder.
+    import tempfile
+
+    import run_folder
+
+    before_tempdir, before_environment = tempfile.tempdir, os.environ.get("TMPDIR")
+    with run_folder.private_temp_dir(str(tmp_path)) as folder:
+        assert folder == str(tmp_path / ".tmp") and tempfile.gettempdir() == folder
+        assert os.environ["TMPDIR"] == folder
+        tempfile.mkdtemp()  # Keras' save makes one of these
+    assert (tempfile.tempdir, os.environ.get("TMPDIR")) == (before_tempdir, before_environment)
+    assert not (tmp_path / ".tmp").exists()
+    tempfile.mkdtemp()  # the restored folder works
