@@ -23,12 +23,12 @@ import os
 import subprocess
 import time
 
+from audio import NATIVE  # sample_rate value: keep each clip's own audio rate
 from child_processes import ChildStopped, run_child
 
 SECTION_SECONDS = 10.0
 FULL_VIDEO_SECONDS = 11.0  # a clip longer than this is a full video, cut from START
 SHORT_AUDIO_TOLERANCE = 0.5  # seconds of audio that may be missing at the end (padded with silence)
-NATIVE = "native"  # sample_rate value: keep each clip's own audio rate
 DEFAULT_FRAME_SIZE = 512
 TEMP_SUFFIX = ".vggss_tmp"  # temporary names: .NAME.wav.vggss_tmp, .NAME.jpg.vggss_tmp, *.csv.vggss_tmp
 

@@ -27,12 +27,10 @@ import loss as lvs
 import optimizer  # noqa: F401  (registers TorchAdam, which compiled checkpoints name)
 import remat as rematerialisation
 import resnet18
+from audio import NATIVE  # settings["sample_rate"] of a model fed every file at its own rate
 
 DEFAULT_IMAGENET_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "resnet18_imagenet.weights.h5")
 TORCH_CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".tar")
-NATIVE = "native"  # settings["sample_rate"] of a model fed every file at its own rate (preprocessing.NATIVE)
-# torch.optim.Adam's defaults (Keras' Adam uses epsilon 1e-7 and places it differently, see TorchAdam).
-ADAM_EPSILON = 1e-8
 
 
 def l2_normalise(features, axis=-1):
