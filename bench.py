@@ -60,6 +60,7 @@ import preprocessing  # noqa: E402
 import resnet18  # noqa: E402
 from atomic import write_text  # noqa: E402
 import bench_memory  # noqa: E402
+import host_memory  # noqa: E402
 import bench_video  # noqa: E402
 from bench_report import KERAS_EAGER, render_report  # noqa: E402
 from bench_steps import (KERAS_VARIANTS, SHAPES, TORCH_VARIANTS, keras_train_step, load_average,  # noqa: E402
@@ -69,7 +70,8 @@ DEFAULT_WARMUP = 2
 DEFAULT_PIPELINE_BATCHES = 20
 DEFAULT_MATMUL_SIZE = 2048
 MEMORY_BATCHES = "16,64,256"
-MEMORY_VARIANTS = "keras:fp32,keras:fp32_no_remat,keras:fp32_remat,torch:nchw,torch:nchw_checkpoint"
+MEMORY_VARIANTS = ("keras:fp32,keras:fp32_no_remat,keras:fp32_remat,keras:fp32_remat@16,torch:nchw,"
+                   "torch:nchw_checkpoint")
 MEMORY_MARGIN_GIB = 4
 SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video")
 QUICK = {"steps": 2, "warmup": 1, "pipeline_batches": 2, "matmul_size": 512}
@@ -348,7 +350,9 @@ def memory_probe(specification, shape, batch_size, warmup, steps):
         batch_size: pairs per step.
         warmup, steps: steps to run (all of them count for the peak; the median of the timed ones is reported).
     """
-    framework, variant = specification.split(":", 1)
+    framework, variant, cap = bench_memory.parse_specification(specification)
+    if cap is not None:
+        host_memory.limit(cap)  # train.py --memory_limit: before the first TensorFlow operation
     process = psutil.Process()
     after_imports = process.memory_info().rss
     peak_source = bench_memory.reset_peak_rss()
@@ -469,10 +473,11 @@ def parse_arguments(argv=None):
             raise ValueError(f"--memory_batches must be positive integers, got {batches}")
         arguments.memory_variants = [item.strip() for item in arguments.memory_variants.split(",") if item.strip()]
         for specification in arguments.memory_variants + ([arguments.memory_probe] if arguments.memory_probe else []):
-            framework, _, variant = specification.partition(":")
-            if variant not in {"keras": KERAS_VARIANTS, "torch": TORCH_VARIANTS}.get(framework, {}):
-                raise ValueError(f"--memory_probe / --memory_variants must be keras:VARIANT or torch:VARIANT, got "
-                                 f"{specification}")
+            framework, variant, cap = bench_memory.parse_specification(specification)
+            if variant not in {"keras": KERAS_VARIANTS, "torch": TORCH_VARIANTS}.get(framework, {}) or (
+                    cap is not None and (framework != "keras" or not cap > 0)):
+                raise ValueError(f"--memory_probe / --memory_variants must be keras:VARIANT, keras:VARIANT@GIB or "
+                                 f"torch:VARIANT, got {specification}")
     except ValueError as error:
         parser.error(str(error).replace("invalid literal for int() with base 10", "--memory_batches: not a number"))
     if arguments.memory_shape is not None and arguments.memory_shape not in SHAPES:

@@ -51,12 +51,30 @@ def peak_rss(source):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def estimate_peak(previous, batch_size):
+def parse_specification(specification):
+    """Split "keras:VARIANT", "keras:VARIANT@GIB" or "torch:VARIANT" into (framework, variant, cap in GiB or None).
+
+    VARIANT@GIB is the variant with TensorFlow's CPU allocator capped at GIB GiB (train.py --memory_limit GIB).
+    Raises ValueError for a cap that is not a number.
+    """
+    framework, _, rest = specification.partition(":")
+    variant, at, cap = rest.partition("@")
+    if not at:
+        return framework, variant, None
+    try:
+        return framework, variant, float(cap)
+    except ValueError:
+        raise ValueError(f"{specification}: the cap after @ must be a number of GiB") from None
+
+
+def estimate_peak(previous, batch_size, cap=None):
     """Estimated peak RSS (bytes) of a run at batch_size from runs of the same variant at smaller batches.
 
     Args:
         previous: successful results (dicts with batch_size, after_imports, peak) of that variant.
         batch_size: the batch to estimate.
+        cap: bytes TensorFlow's CPU allocator is capped at (a VARIANT@GIB run), or None: the estimate is then at
+            most the largest earlier run's RSS after the build plus the cap (the allocator cannot hold more).
 
     Returns:
         With two or more runs, the line through the two largest batches (peak grows linearly in the batch);
@@ -68,10 +86,12 @@ def estimate_peak(previous, batch_size):
         return None
     last = runs[-1]
     if len(runs) == 1:
-        return last["after_build"] + (last["peak"] - last["after_build"]) * batch_size / last["batch_size"]
-    first = runs[-2]
-    slope = (last["peak"] - first["peak"]) / (last["batch_size"] - first["batch_size"])
-    return last["peak"] + max(slope, 0.0) * (batch_size - last["batch_size"])
+        estimate = last["after_build"] + (last["peak"] - last["after_build"]) * batch_size / last["batch_size"]
+    else:
+        first = runs[-2]
+        slope = (last["peak"] - first["peak"]) / (last["batch_size"] - first["batch_size"])
+        estimate = last["peak"] + max(slope, 0.0) * (batch_size - last["batch_size"])
+    return estimate if cap is None else min(estimate, last["after_build"] + cap)
 
 
 def run_guarded(command, margin, poll_seconds=0.25):
@@ -131,13 +151,14 @@ def measure_memory(specifications, shape, batch_sizes, warmup, steps, threads, m
     results = []
     for batch_size in sorted(set(batch_sizes)):
         for specification in specifications:
-            framework, variant = specification.split(":", 1)
+            framework, variant = specification.split(":", 1)  # variant with its @GIB cap, if any
             result = {"framework": framework, "variant": variant, "shape": shape, "batch_size": batch_size,
                       "error": None}
             results.append(result)
             previous = [run for run in results if run["framework"] == framework and run["variant"] == variant
                         and run["error"] is None and "peak" in run]
-            estimate = estimate_peak(previous, batch_size)
+            cap = parse_specification(specification)[2]
+            estimate = estimate_peak(previous, batch_size, None if cap is None else cap * GIB)
             available = psutil.virtual_memory().available
             if estimate is not None and estimate + margin > available:
                 result["error"] = (f"not run: needs about {estimate / GIB:.1f} GiB by extrapolation, "

@@ -1,0 +1,57 @@
+"""A cap on TensorFlow's host (CPU) memory allocator: train.py --memory_limit and bench.py --memory_limit.
+
+TensorFlow on x86 with oneDNN (the default) allocates every CPU tensor of 4 KiB or more from a BFC allocator
+(MklCPUAllocator). It grows in regions that double in size and keeps them; a new tensor goes to the best-fitting
+free chunk, often in an untouched region, so the process's resident memory climbs well above the tensors alive
+at any moment. At the paper's shapes with train.py --remat, batch 256, the peak RSS measured 22.5 GiB against
+14.6 GiB with the system allocator (bench.py's memory section; BENCHMARKS.md). With a cap the allocator stays
+inside it: before growing past it, it hands back regions with nothing left in them and allocates again. A step
+that needs more than the cap fails with ResourceExhaustedError (train.py turns that into one error line).
+
+The cap is TensorFlow's own TF_MKL_ALLOC_MAX_BYTES. TensorFlow reads it when it creates the CPU allocator, at
+the first operation of the process, so limit() must run before any tensor exists (importing TensorFlow is fine).
+It bounds the host memory only: a GPU has its own allocator and limit.
+
+Usage:
+    import host_memory
+    host_memory.limit(16)   # GiB, before the first TensorFlow operation
+"""
+
+import os
+
+from tensorflow.python.eager import context
+
+VARIABLE = "TF_MKL_ALLOC_MAX_BYTES"
+GIB = 1024**3
+
+
+def allocator_is_onednn():
+    """Whether TensorFlow's CPU tensors come from the oneDNN BFC allocator that VARIABLE caps."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+
+
+def limit(gibibytes):
+    """Cap TensorFlow's CPU allocator at `gibibytes` GiB (see the module docstring).
+
+    Args:
+        gibibytes: the cap, a positive number of GiB (2**30 bytes).
+
+    Returns:
+        The cap in bytes.
+
+    Raises:
+        ValueError: for a cap that is not a positive finite number, or when a TensorFlow operation has already
+            run in this process (the allocator exists and would ignore the cap).
+    """
+    if not gibibytes > 0 or gibibytes == float("inf"):
+        raise ValueError(f"the memory limit must be a positive number of GiB, got {gibibytes}")
+    if _allocator_created():
+        raise ValueError("the memory limit must be set before the first TensorFlow operation of the process")
+    cap = int(gibibytes * GIB)
+    os.environ[VARIABLE] = str(cap)
+    return cap
+
+
+def _allocator_created():
+    """Whether TensorFlow's eager context, and with it the CPU allocator, exists (TensorFlow has no public test)."""
+    return context.context()._context_handle is not None  # noqa: SLF001
