@@ -351,9 +351,10 @@ def memory_parts(memories, context):
         "Variants: `fp32` = train.py without flags (the stems, conv1 + bn1 + relu + maxpool, recomputed in the "
         "backward pass), `fp32_no_remat` = nothing recomputed (what the towers kept before), `fp32_remat` = "
         "train.py --remat (the stem and the BasicBlocks of layer1 to layer3 recomputed, remat.py), `fp32_remat@16` = "
-        "train.py --remat --memory_limit 16 (TensorFlow's CPU allocator capped at 16 GiB, host_memory.py: without a "
-        "cap it grows in doubling regions and keeps them, so its peak runs far above the tensors in use at large "
-        "batches), "
+        "it with TensorFlow's CPU allocator capped at 16 GiB (TF_MKL_ALLOC_MAX_BYTES, host_memory.py: without a cap "
+        "it grows in doubling regions and keeps them, so its peak runs above the tensors in use at large batches, by "
+        "an amount that varies between runs; a cap near the need can crash TensorFlow instead of raising, so "
+        "train.py does not offer it), "
         "`fp32_remat_all` = layer4's blocks recomputed too, `nchw` = the PyTorch reference, `nchw_checkpoint` = it "
         "with torch.utils.checkpoint on the same segments as `fp32_remat` (the stem, layer1 to layer3).\n",
         markdown_table(["shape", "framework", "variant", "batch", "RSS after imports (GiB)", "peak RSS (GiB)",

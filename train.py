@@ -31,7 +31,6 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import held_out  # noqa: E402
-import host_memory  # noqa: E402
 import loss as lvs  # noqa: E402
 import preprocessing  # noqa: E402
 import run_folder  # noqa: E402
@@ -76,7 +75,6 @@ def parse_arguments(argv=None):
     parser.add_argument("--deterministic", action="store_true", help="repeatable run: the same --seed gives the same numbers on the same machine (TensorFlow op determinism, ordered data loading; somewhat slower)")
     parser.add_argument("--mixed_precision", action="store_true", help="compute in bfloat16 on CPU / float16 with loss scaling on GPU; variables and the loss stay float32")
     parser.add_argument("--remat", action="store_true", help="recompute the towers' activations in the backward pass: about 30 %% less memory per sample at the paper's shapes for under half a forward pass more compute, the same loss and gradients (remat.py; numbers in BENCHMARKS.md)")
-    parser.add_argument("--memory_limit", type=positive_float, default=None, help="GiB of host memory TensorFlow's CPU allocator may hold: it grows in doubling regions and keeps them, so without a cap its peak climbs far above the tensors in use at large batches (22.5 vs 14.6 GiB at the paper's shapes, --remat, batch 256); with one it returns empty regions before growing past the cap, and a step that needs more stops with an error (host_memory.py; host memory only, a GPU has its own; default: no cap)")
     parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"), default="none",
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
                              "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")
@@ -456,23 +454,8 @@ def train(arguments, pairs, validation_pairs):
         print(f"saved {final_path}")
 
 
-def limit_host_memory(gibibytes):
-    """--memory_limit: cap TensorFlow's CPU allocator before the run's first TensorFlow operation (host_memory.py)."""
-    if gibibytes is None:
-        return
-    if not host_memory.allocator_is_onednn():
-        print("warning: --memory_limit caps TensorFlow's oneDNN allocator, which TF_ENABLE_ONEDNN_OPTS=0 turns off: "
-              "no cap applies", file=sys.stderr)
-        return
-    try:
-        host_memory.limit(gibibytes)
-    except ValueError as error:
-        raise SystemExit(f"error: --memory_limit: {error} (call train.py in a new process)") from None
-
-
 def main(argv=None):
     arguments = parse_arguments(argv)
-    limit_host_memory(arguments.memory_limit)
     pairs, validation_pairs = check_inputs(arguments)
     try:
         if not is_chief():
@@ -482,10 +465,8 @@ def main(argv=None):
     except tf.errors.ResourceExhaustedError:
         good = list_checkpoints(arguments.out_dir)
         kept = f"the last good checkpoint is {good[0][1]}" if good else "no checkpoint was written"
-        cap = "" if arguments.memory_limit is None else f" within --memory_limit {arguments.memory_limit:g} GiB"
-        raise SystemExit(f"error: out of memory: the model and a batch of {arguments.batch_size} did not fit{cap}; "
-                         f"{kept}. Rerun with a smaller --batch_size, with --remat, or with a larger --memory_limit"
-                         ) from None
+        raise SystemExit(f"error: out of memory: the model and a batch of {arguments.batch_size} did not fit; {kept}. "
+                         "Rerun with a smaller --batch_size or with --remat") from None
 
 
 if __name__ == "__main__":

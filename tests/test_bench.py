@@ -206,7 +206,7 @@ def test_peak_estimates_extrapolate_the_smaller_batches():
 
 
 def test_a_capped_variant_is_parsed_and_its_estimate_bounded_by_the_cap():
-    """keras:VARIANT@GIB is train.py --memory_limit GIB: the allocator cannot hold more, so neither can the guess."""
+    """keras:VARIANT@GIB caps TensorFlow's CPU allocator at GIB GiB: it cannot hold more, so neither can the guess."""
     assert bench_memory.parse_specification("keras:fp32_remat@16") == ("keras", "fp32_remat", 16.0)
     assert bench_memory.parse_specification("torch:nchw") == ("torch", "nchw", None)
     with pytest.raises(ValueError, match="number of GiB"):
@@ -219,6 +219,19 @@ def test_a_capped_variant_is_parsed_and_its_estimate_bounded_by_the_cap():
     assert bench_memory.estimate_peak(runs, 256) == 9 * gib + 192 * 6 * gib / 48  # 33 GiB by the line
     assert bench_memory.estimate_peak(runs, 256, cap=16 * gib) == 1.5 * gib + 16 * gib  # the build + the cap
     assert bench_memory.estimate_peak(runs, 128, cap=64 * gib) == 9 * gib + 64 * 6 * gib / 48  # the line is lower
+
+
+def test_host_memory_limit_refuses_once_tensorflow_has_run():
+    """The cap is read when TensorFlow creates its allocator: setting it later would be silently ignored."""
+    import tensorflow as tf
+
+    import host_memory
+
+    tf.constant(1.0) + 1.0  # this process's allocator now exists
+    with pytest.raises(ValueError, match="before the first TensorFlow operation"):
+        host_memory.limit(8)
+    with pytest.raises(ValueError, match="positive number of GiB"):
+        host_memory.limit(0)
 
 
 def test_the_guard_stops_a_run_when_memory_runs_short():

@@ -201,29 +201,14 @@ def test_private_temp_dir_gives_the_process_its_temporary_folder_back(tmp_path):
     tempfile.mkdtemp()  # the restored folder works
 
 
-def test_memory_limit_caps_the_allocator_and_running_out_is_one_line(pairs_dir, tmp_path):
-    """--memory_limit reaches TensorFlow's CPU allocator: a cap below the weights and Adam's moments stops the run
-    with one line naming the flag; a sufficient one trains and is recorded."""
-    out = tmp_path / "capped"
-    result = run(["--data_dir", str(pairs_dir), "--out_dir", str(out), "--epochs", "1", *TINY, "--memory_limit",
-                  "0.05"])
+def test_running_out_of_memory_is_one_line(pairs_dir, tmp_path):
+    """An allocation TensorFlow cannot make (its CPU allocator capped below the weights and Adam's moments with
+    TensorFlow's own TF_MKL_ALLOC_MAX_BYTES) ends in one line that says what to change, not a traceback."""
+    environment = {**os.environ, "TF_MKL_ALLOC_MAX_BYTES": str(50 * 2**20)}
+    result = subprocess.run([sys.executable, str(PROJECT / "train.py"), "--data_dir", str(pairs_dir), "--out_dir",
+                             str(tmp_path / "run"), "--epochs", "1", *TINY], cwd=PROJECT, capture_output=True,
+                            text=True, timeout=300, env=environment)
     assert result.returncode == 1, result.stderr[-2000:]
     line = last_line(result)
-    assert line.startswith("error: out of memory") and "--memory_limit 0.05 GiB" in line, line
+    assert line.startswith("error: out of memory") and "--batch_size" in line and "--remat" in line, line
     assert "Traceback" not in result.stderr
-    result = run(["--data_dir", str(pairs_dir), "--out_dir", str(out), "--epochs", "1", *TINY, "--memory_limit", "4"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((out / "args.json").read_text())["memory_limit"] == 4
-
-
-def test_host_memory_limit_refuses_once_tensorflow_has_run():
-    """The cap is read when TensorFlow creates its allocator: setting it later would be silently ignored."""
-    import tensorflow as tf
-
-    import host_memory
-
-    tf.constant(1.0) + 1.0  # this process's allocator now exists
-    with pytest.raises(ValueError, match="before the first TensorFlow operation"):
-        host_memory.limit(8)
-    with pytest.raises(ValueError, match="positive number of GiB"):
-        host_memory.limit(0)
