@@ -28,11 +28,6 @@ VARIABLE = "TF_MKL_ALLOC_MAX_BYTES"
 GIB = 1024**3
 
 
-def allocator_is_onednn():
-    """Whether TensorFlow's CPU tensors come from the oneDNN BFC allocator that VARIABLE caps."""
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
-
-
 def limit(gibibytes):
     """Cap TensorFlow's CPU allocator at `gibibytes` GiB (see the module docstring).
 

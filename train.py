@@ -444,14 +444,18 @@ def train(arguments, pairs, validation_pairs):
             )
     preprocessing.report_skipped()
     if guard.failure is not None:
-        good = list_checkpoints(arguments.out_dir)
-        kept = f"the last good checkpoint is {good[0][1]}" if good else "no checkpoint was written"
-        raise SystemExit(f"error: {guard.failure}; {kept}. Fix the cause (e.g. a smaller --lr, the data) and rerun "
-                         "to resume")
+        raise SystemExit(f"error: {guard.failure}; {last_checkpoint_text(arguments.out_dir)}. Fix the cause (e.g. a "
+                         "smaller --lr, the data) and rerun to resume")
     if is_chief():
         final_path = os.path.join(arguments.out_dir, "model.keras")
         save_model(model, final_path)
         print(f"saved {final_path}")
+
+
+def last_checkpoint_text(out_dir):
+    """'the last good checkpoint is PATH' (the newest epoch checkpoint), or 'no checkpoint was written'."""
+    good = list_checkpoints(out_dir)
+    return f"the last good checkpoint is {good[0][1]}" if good else "no checkpoint was written"
 
 
 def main(argv=None):
@@ -463,9 +467,8 @@ def main(argv=None):
         with run_folder.RunLock(arguments.out_dir), run_folder.private_temp_dir(arguments.out_dir):
             return train(arguments, pairs, validation_pairs)
     except tf.errors.ResourceExhaustedError:
-        good = list_checkpoints(arguments.out_dir)
-        kept = f"the last good checkpoint is {good[0][1]}" if good else "no checkpoint was written"
-        raise SystemExit(f"error: out of memory: the model and a batch of {arguments.batch_size} did not fit; {kept}. "
+        raise SystemExit(f"error: out of memory: the model and a batch of {arguments.batch_size} did not fit; "
+                         f"{last_checkpoint_text(arguments.out_dir)}. "
                          "Rerun with a smaller --batch_size or with --remat") from None
 
 
