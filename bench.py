@@ -17,7 +17,8 @@ at the demo's (112 x 112 frames, 0.5 s of 8 kHz audio: 257 x 15):
 - achieved GFLOP/s of every train step, from an analytic count of its convolutions, against this CPU's matmul
   GFLOP/s.
 
-The steps it times are built in bench_steps.py, the tables rendered by bench_report.py. Timings go to stdout as
+The steps it times are built in bench_steps.py and each row is timed in a fresh process of its own (as train.py
+runs one model per process), the tables rendered by bench_report.py. Timings go to stdout as
 markdown tables and to --output (BENCHMARKS.md) with the machine, library versions, the date, the load average and
 the exact command. Run it on a quiet machine: other work on the cores makes every number noisy.
 
@@ -63,8 +64,8 @@ import bench_memory  # noqa: E402
 import host_memory  # noqa: E402
 import bench_video  # noqa: E402
 from bench_report import KERAS_EAGER, render_report  # noqa: E402
-from bench_steps import (KERAS_VARIANTS, SHAPES, TORCH_VARIANTS, keras_train_step, load_average,  # noqa: E402
-                         measure, model_settings, time_steps, torch_train_step)
+from bench_steps import (KERAS_VARIANTS, SHAPES, TIME_PROBE_PREFIX, TORCH_VARIANTS, keras_train_step,  # noqa: E402
+                         load_average, measure, measure_isolated, model_settings, time_steps, torch_train_step)
 
 DEFAULT_WARMUP = 2
 DEFAULT_PIPELINE_BATCHES = 20
@@ -439,6 +440,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--memory_probe", default=None, metavar="FRAMEWORK:VARIANT",
                         help="internal: run one training run of keras:VARIANT or torch:VARIANT at the first of "
                              "--shapes and print its RSS as JSON (bench.py starts itself this way)")
+    parser.add_argument("--time_probe", default=None, metavar="KIND:FRAMEWORK:VARIANT",
+                        help="internal: time one row (train or inference, keras or torch, a variant) at the first of "
+                             "--shapes and print it as JSON (bench.py times every row this way, each in a fresh "
+                             "process)")
     arguments = parser.parse_args(argv)
     try:
         arguments.shapes = comma_list(arguments.shapes, SHAPES, "shapes")
@@ -478,6 +483,13 @@ def parse_arguments(argv=None):
                     cap is not None and (framework != "keras" or not cap > 0)):
                 raise ValueError(f"--memory_probe / --memory_variants must be keras:VARIANT, keras:VARIANT@GIB or "
                                  f"torch:VARIANT, got {specification}")
+        if arguments.time_probe is not None:
+            kind, framework, variant = (arguments.time_probe.split(":") + ["", ""])[:3]
+            variants = {"keras": KERAS_VARIANTS if kind == "train" else [KERAS_EAGER, *KERAS_VARIANTS],
+                        "torch": TORCH_VARIANTS}
+            if kind not in ("train", "inference") or variant not in variants.get(framework, ()):
+                raise ValueError(f"--time_probe must be train|inference:keras|torch:VARIANT, got "
+                                 f"{arguments.time_probe}")
     except ValueError as error:
         parser.error(str(error).replace("invalid literal for int() with base 10", "--memory_batches: not a number"))
     if arguments.memory_shape is not None and arguments.memory_shape not in SHAPES:
@@ -522,6 +534,13 @@ def main(argv=None):
         memory_probe(arguments.memory_probe, shape, arguments.batch_size or SHAPES[shape]["batch_size"],
                      arguments.warmup, steps_for(arguments, shape))
         return
+    if arguments.time_probe:
+        shape = arguments.shapes[0]
+        kind, framework, variant = arguments.time_probe.split(":")
+        result = measure(kind, framework, shape, variant, arguments.batch_size or SHAPES[shape]["batch_size"],
+                         arguments.warmup, steps_for(arguments, shape), train_step_flops(**model_settings(shape)))
+        print(TIME_PROBE_PREFIX + json.dumps(result), flush=True)
+        return
     command = "python " + shlex.join([os.path.relpath(sys.argv[0]) if sys.argv[0] else "bench.py", *sys.argv[1:]])
     context = {
         "command": command,
@@ -554,6 +573,7 @@ def main(argv=None):
         context["memory_load_end"] = load_average()
         context["analytic_memory"] = analytic_memory(shape, arguments.memory_batches)
     torch_variants = [] if arguments.skip_torch else arguments.torch_variants
+    thread_arguments = ["--threads", str(arguments.threads), "--tf_threads", str(arguments.tf_threads)]
     results, pipelines, flops = [], [], {}
     scratch_folder = tempfile.TemporaryDirectory(prefix="lvs_bench_")  # the pipeline's files, removed at exit
     scratch = scratch_folder.name
@@ -571,8 +591,10 @@ def main(argv=None):
         if not arguments.skip_inference:
             plan += [("inference", "torch", variant) for variant in torch_variants]
             plan += [("inference", "keras", variant) for variant in [KERAS_EAGER, *arguments.keras_variants]]
-        for kind, framework, variant in plan:
-            results.append(measure(kind, framework, shape, variant, batch_size, arguments.warmup, steps, flops[shape]))
+        for kind, framework, variant in plan:  # each row in a fresh process, as train.py / predict.py run
+            results.append(measure_isolated(kind, framework, shape, variant, batch_size, arguments.warmup, steps,
+                                            flops[shape], __file__, thread_arguments,
+                                            arguments.memory_margin * bench_memory.GIB))
         if not arguments.skip_pipeline:
             folder = os.path.join(scratch, shape)
             os.makedirs(folder)

@@ -436,6 +436,9 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "tf.function as predict.py does (jit_compile=True for `_xla`). PyTorch runs eval() under "
         "torch.inference_mode().",
         f"- Steps: {context['steps']}; warm-up steps (including the first): {context['warmup']}.",
+        "- Each training and inference row is timed in a fresh process of its own (`bench.py --time_probe`), as "
+        "train.py and predict.py run one model per process: a row timed after others in one process ran up to 10 % "
+        "slower (TensorFlow's allocator, thread pools and functions left by the rows before it).",
         f"- Sections run: {', '.join(context['sections'])} (the others were skipped: `--only` / `--skip_*`).",
         "- 'min - max step' is the spread of the timed steps: a wide one means other work disturbed the run.",
         "- 'vs PyTorch nchw' divides a row's samples/s by PyTorch's `nchw` float32 row at the same shape and kind.",

@@ -2,12 +2,16 @@
 
 Each builder returns a callable that runs one step (or one forward) on a fixed batch of random inputs already in
 memory and finishes its work before returning; time_steps times it and measure() turns it into a result row.
+bench.py calls measure_isolated(), which runs measure() in a fresh process per row (`bench.py --time_probe`), so no
+row is timed inside a process that earlier rows have shaped (TensorFlow's allocator and thread pools, compiled
+functions, PyTorch's caches): the step is timed as train.py or predict.py would run it, one model per process.
 
 Usage (bench.py does this):
     step, settings = keras_train_step("paper", 16, "fp32")
     timing = time_steps(step, warmup=2, steps=5)
 """
 
+import json
 import os
 import statistics
 import sys
@@ -23,6 +27,7 @@ from torch_reference import TorchLVS, torch_lvs_loss
 import keras
 import tensorflow as tf
 
+import bench_memory
 import loss as lvs
 import preprocessing
 from bench_report import KERAS_EAGER
@@ -338,4 +343,37 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
     print(f"[{shape}] {framework} {variant} {kind}: {result['samples_per_second']:.3g} samples/s "
           f"(median step {timing['median']:.3f} s of {steps}, first {timing['first']:.2f} s, "
           f"load {load_average()})", file=sys.stderr, flush=True)
+    return result
+
+
+TIME_PROBE_PREFIX = "TIME_PROBE "  # the line of a --time_probe child that carries its result
+
+
+def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps, flops, script, extra=(),
+                     margin=0):
+    """measure() in a fresh process: `python script --time_probe KIND:FRAMEWORK:VARIANT ...` (bench.py).
+
+    Args:
+        kind, framework, shape, variant, batch_size, warmup, steps, flops: as measure().
+        script: the path of bench.py.
+        extra: more arguments for the child (thread counts).
+        margin: bytes of the machine's memory kept for others: the child is stopped below half of it
+            (bench_memory.run_guarded).
+
+    Returns:
+        measure()'s result dict; when the child fails, the same dict with error saying how.
+    """
+    command = [sys.executable, os.path.abspath(script), "--time_probe", f"{kind}:{framework}:{variant}",
+               "--shapes", shape, "--batch_size", str(batch_size), "--warmup", str(warmup), "--steps", str(steps),
+               *extra]
+    returncode, stdout, stderr, stopped = bench_memory.run_guarded(command, margin)
+    sys.stderr.write("".join(line + "\n" for line in stderr.splitlines() if line.startswith(f"[{shape}] ")))
+    lines = [line for line in stdout.splitlines() if line.startswith(TIME_PROBE_PREFIX)]
+    if not stopped and returncode == 0 and lines:
+        return json.loads(lines[-1][len(TIME_PROBE_PREFIX):])
+    last = (stderr.strip().splitlines() or ["no output"])[-1]
+    result = {"kind": kind, "framework": framework, "shape": shape, "variant": variant, "batch_size": batch_size,
+              "settings": "", "first": None, "median": None, "min": None, "max": None, "samples_per_second": None,
+              "gflops_per_second": None, "error": stopped or f"exit code {returncode}: {last[:160]}"}
+    print(f"[{shape}] {framework} {variant} {kind}: FAILED {result['error']}", file=sys.stderr, flush=True)
     return result

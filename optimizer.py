@@ -7,6 +7,8 @@ Two differences from keras.optimizers.Adam make it torch's:
   moments. With decoupled=True it is torch.optim.AdamW's instead: variable *= 1 - learning_rate * weight_decay
   before the Adam step (Keras' own decoupled decay, which is the same formula).
 
+Each step is TensorFlow's fused Adam kernel (update_step says how its epsilon is made torch's).
+
 The official LVS code (and SSL-TIE after it) trains with torch.optim.Adam; tests/test_model.py checks one step of
 each kind against torch.optim.Adam / torch.optim.AdamW on the same parameters and gradients.
 
@@ -17,6 +19,7 @@ Usage:
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 TORCH_EPSILON = 1e-8  # torch.optim.Adam's default eps
@@ -61,21 +64,26 @@ class TorchAdam(keras.optimizers.Adam):
             self.l2_weight_decay = value
 
     def update_step(self, gradient, variable, learning_rate):
-        """One torch.optim.Adam step for one variable (the decoupled decay, if any, was applied before it)."""
-        learning_rate = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        """One torch.optim.Adam step for one variable (the decoupled decay, if any, was applied before it).
+
+        One fused TensorFlow kernel (ResourceApplyAdam) per variable instead of ~10 ops: at our 22 M parameters,
+        15 ms a step instead of 39 on 2 cores. It computes m += (g - m)(1 - beta_1), v += (g^2 - v)(1 - beta_2),
+        then var -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon'), which with
+        epsilon' = eps sqrt(1 - beta_2^t) is torch's var -= lr / (1 - beta_1^t) * m / (sqrt(v / (1 - beta_2^t)) + eps).
+        """
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
         if self.l2_weight_decay:
-            gradient = gradient + ops.cast(self.l2_weight_decay, variable.dtype) * variable  # torch: grad.add(p, alpha=wd)
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        bias_correction_1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
-        bias_correction_2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
-        first_moment = self._momentums[self._get_variable_index(variable)]
-        second_moment = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(first_moment, ops.multiply(ops.subtract(gradient, first_moment), 1 - self.beta_1))
-        self.assign_add(second_moment,
-                        ops.multiply(ops.subtract(ops.square(gradient), second_moment), 1 - self.beta_2))
-        denominator = ops.sqrt(second_moment) / ops.sqrt(bias_correction_2) + self.epsilon
-        self.assign_sub(variable, learning_rate / bias_correction_1 * first_moment / denominator)
+            gradient = gradient + ops.cast(self.l2_weight_decay, dtype) * variable  # torch: grad.add(p, alpha=wd)
+        step = ops.cast(self.iterations + 1, dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            beta1_power=beta_1_power, beta2_power=beta_2_power, lr=ops.cast(learning_rate, dtype),
+            beta1=ops.cast(self.beta_1, dtype), beta2=ops.cast(self.beta_2, dtype),
+            epsilon=ops.cast(self.epsilon, dtype) * ops.sqrt(1 - beta_2_power), grad=gradient)
 
     def get_config(self):
         config = super().get_config()

@@ -136,6 +136,9 @@ def test_summary_compares_fastest_and_matched_precisions():
     (["--memory_batches", "16,x"], "--memory_batches: not a number"),
     (["--memory_batches", "0"], "--memory_batches must be positive"),
     (["--only", "speed"], "--only: unknown speed"),
+    (["--time_probe", "train:keras:fp64"], "--time_probe must be train|inference:keras|torch:VARIANT"),
+    (["--time_probe", "train:keras:fp32_eager"], "got train:keras:fp32_eager"),
+    (["--time_probe", "fit:torch:nchw"], "got fit:torch:nchw"),
 ])
 def test_command_line_mistakes_end_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as stopped:
@@ -156,6 +159,17 @@ def test_quick_defaults():
             only.skip_video) == (True, True, True, False, False, True)
     assert not bench.parse_arguments(["--only", "video"]).skip_video
     assert bench.parse_arguments(["--batch_size", "8"]).memory_batches == [8]
+
+
+def test_a_row_whose_process_fails_says_how(tmp_path):
+    # measure_isolated runs a real child; this one dies the way a kernel crash or an OOM kill would end it.
+    script = tmp_path / "dies.py"
+    script.write_text("import sys\nprint('[demo] starting', file=sys.stderr)\nprint('no kernel', file=sys.stderr)\n"
+                      "sys.exit(3)\n")
+    result = bench.measure_isolated("train", "keras", "demo", "bf16", 2, 1, 1, {"train": 1.0, "forward": 1.0},
+                                    str(script))
+    assert result["error"] == "exit code 3: no kernel"
+    assert (result["variant"], result["samples_per_second"], result["median"]) == ("bf16", None, None)
 
 
 def test_quick_run_writes_the_report(tmp_path):
@@ -179,6 +193,8 @@ def test_quick_run_writes_the_report(tmp_path):
     assert any("128x128 jpg + 0.5 s 8000 Hz" in line for line in report.splitlines())  # the pipeline row
     assert "## Against the targets" in report and "## Peak memory" not in report
     assert report.strip() in completed.stdout  # the same tables on stdout
+    assert "timed in a fresh process of its own" in report
+    assert completed.stderr.count("[demo] keras fp32 train:") == 1  # the child's progress line, passed on once
 
 
 def test_memory_probe_reports_the_training_runs_own_peak_and_skips_what_would_not_fit():
