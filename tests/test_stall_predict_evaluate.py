@@ -13,10 +13,11 @@ import preprocessing
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO_TEST = PROJECT / "data" / "demo" / "test"
 
-# Builds a small untrained model, then runs the script's main() with its item reader made to hang from the third
-# item on (the first two come through: the hang is not in the first batch, which traces the forward).
+# Builds a small untrained model, then runs the script's main() with its item reader made to hang on every item but
+# the first two (they come through: the hang is not in the first batch, which traces the forward). Which items hang
+# goes by name, not by the order of the calls: the readers run in parallel, in any order under load.
 STALLING_RUN = textwrap.dedent("""
-    import sys, threading
+    import os, sys, threading
     sys.path.insert(0, {project!r})
     import torch  # before TensorFlow
     import {module} as script
@@ -25,12 +26,12 @@ STALLING_RUN = textwrap.dedent("""
 
     model = build_model(image_size=32, sample_rate=8000, audio_seconds=0.5)
     model.save({checkpoint!r})
-    never, calls = threading.Event(), []
+    never = threading.Event()
     original = reader_module.{reader}
 
     def reader_that_hangs(*arguments, **keywords):
-        calls.append(1)
-        if len(calls) > 2:
+        image_path = getattr(arguments[0], "image_path", arguments[0])  # a Pair, or _load_pair's path (bytes)
+        if os.fsdecode(image_path).rsplit(os.sep, 1)[-1] not in {first_two!r}:
             never.wait()  # the hang: a read that never returns
         return original(*arguments, **keywords)
 
@@ -43,15 +44,18 @@ STALLING_RUN = textwrap.dedent("""
 def run_stalling(tmp_path, module, reader_module, reader, extra):
     data = tmp_path / "data"
     data.mkdir()
-    for name in sorted(os.listdir(DEMO_TEST))[:12]:
+    names = sorted(os.listdir(DEMO_TEST))[:12]  # 6 pairs
+    for name in names:
         shutil.copy(DEMO_TEST / name, data / name)
+    first_two = sorted(name for name in names if name.endswith(".jpg"))[:2]
     out = tmp_path / "out"
     checkpoint = tmp_path / "model.keras"
     argv = ["--checkpoint", str(checkpoint), "--data_dir", str(data), "--out_dir", str(out), "--batch_size", "1",
             "--stall_timeout", "3", *extra]
     script = tmp_path / "run.py"
     script.write_text(STALLING_RUN.format(project=str(PROJECT), module=module, reader_module=reader_module,
-                                          reader=reader, checkpoint=str(checkpoint), argv=argv))
+                                          reader=reader, checkpoint=str(checkpoint), argv=argv,
+                                          first_two=first_two))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return result, out / "stall.log"
