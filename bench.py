@@ -593,8 +593,7 @@ def main(argv=None):
             plan += [("inference", "keras", variant) for variant in [KERAS_EAGER, *arguments.keras_variants]]
         for kind, framework, variant in plan:  # each row in a fresh process, as train.py / predict.py run
             results.append(measure_isolated(kind, framework, shape, variant, batch_size, arguments.warmup, steps,
-                                            flops[shape], __file__, thread_arguments,
-                                            arguments.memory_margin * bench_memory.GIB))
+                                            __file__, thread_arguments, arguments.memory_margin * bench_memory.GIB))
         if not arguments.skip_pipeline:
             folder = os.path.join(scratch, shape)
             os.makedirs(folder)

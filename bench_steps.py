@@ -306,6 +306,13 @@ def time_steps(step, warmup, steps):
     return {"first": first, "median": statistics.median(times), "min": min(times), "max": max(times), "times": times}
 
 
+def empty_result(kind, framework, shape, variant, batch_size):
+    """A result row with nothing measured yet (error None): what measure() fills in."""
+    return {"kind": kind, "framework": framework, "shape": shape, "variant": variant, "batch_size": batch_size,
+            "settings": "", "first": None, "median": None, "min": None, "max": None, "samples_per_second": None,
+            "gflops_per_second": None, "error": None}
+
+
 def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
     """Build and time one step function; a failure becomes a row that says so instead of stopping the run.
 
@@ -325,9 +332,7 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
     """
     builders = {("train", "keras"): keras_train_step, ("train", "torch"): torch_train_step,
                 ("inference", "keras"): keras_forward, ("inference", "torch"): torch_forward}
-    result = {"kind": kind, "framework": framework, "shape": shape, "variant": variant, "batch_size": batch_size,
-              "settings": "", "first": None, "median": None, "min": None, "max": None, "samples_per_second": None,
-              "gflops_per_second": None, "error": None}
+    result = empty_result(kind, framework, shape, variant, batch_size)
     try:
         step, result["settings"] = builders[(kind, framework)](shape, batch_size, variant)
         timing = time_steps(step, warmup, steps)
@@ -349,12 +354,11 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
 TIME_PROBE_PREFIX = "TIME_PROBE "  # the line of a --time_probe child that carries its result
 
 
-def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps, flops, script, extra=(),
-                     margin=0):
+def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps, script, extra=(), margin=0):
     """measure() in a fresh process: `python script --time_probe KIND:FRAMEWORK:VARIANT ...` (bench.py).
 
     Args:
-        kind, framework, shape, variant, batch_size, warmup, steps, flops: as measure().
+        kind, framework, shape, variant, batch_size, warmup, steps: as measure() (the child counts the FLOPs).
         script: the path of bench.py.
         extra: more arguments for the child (thread counts).
         margin: bytes of the machine's memory kept for others: the child is stopped below half of it
@@ -372,8 +376,7 @@ def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps,
     if not stopped and returncode == 0 and lines:
         return json.loads(lines[-1][len(TIME_PROBE_PREFIX):])
     last = (stderr.strip().splitlines() or ["no output"])[-1]
-    result = {"kind": kind, "framework": framework, "shape": shape, "variant": variant, "batch_size": batch_size,
-              "settings": "", "first": None, "median": None, "min": None, "max": None, "samples_per_second": None,
-              "gflops_per_second": None, "error": stopped or f"exit code {returncode}: {last[:160]}"}
+    result = empty_result(kind, framework, shape, variant, batch_size)
+    result["error"] = stopped or f"exit code {returncode}: {last[:160]}"
     print(f"[{shape}] {framework} {variant} {kind}: FAILED {result['error']}", file=sys.stderr, flush=True)
     return result

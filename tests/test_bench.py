@@ -166,8 +166,7 @@ def test_a_row_whose_process_fails_says_how(tmp_path):
     script = tmp_path / "dies.py"
     script.write_text("import sys\nprint('[demo] starting', file=sys.stderr)\nprint('no kernel', file=sys.stderr)\n"
                       "sys.exit(3)\n")
-    result = bench.measure_isolated("train", "keras", "demo", "bf16", 2, 1, 1, {"train": 1.0, "forward": 1.0},
-                                    str(script))
+    result = bench.measure_isolated("train", "keras", "demo", "bf16", 2, 1, 1, str(script))
     assert result["error"] == "exit code 3: no kernel"
     assert (result["variant"], result["samples_per_second"], result["median"]) == ("bf16", None, None)
 
