@@ -71,7 +71,7 @@ DEFAULT_WARMUP = 2
 DEFAULT_PIPELINE_BATCHES = 20
 DEFAULT_MATMUL_SIZE = 2048
 MEMORY_BATCHES = "16,64,256"
-MEMORY_VARIANTS = ("keras:fp32,keras:fp32_no_remat,keras:fp32_remat,keras:fp32_remat@16,torch:nchw,"
+MEMORY_VARIANTS = ("keras:fp32,keras:fp32_no_remat,keras:fp32_remat,torch:nchw,"
                    "torch:nchw_checkpoint")
 MEMORY_MARGIN_GIB = 4
 SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video")
@@ -417,8 +417,9 @@ def parse_arguments(argv=None):
                         help=f"comma-separated batches of the peak-memory runs, each variant at each (default: "
                              f"{MEMORY_BATCHES}, or --batch_size when given)")
     parser.add_argument("--memory_variants", default=MEMORY_VARIANTS,
-                        help=f"comma-separated keras:VARIANT / torch:VARIANT of the peak-memory runs (default: "
-                             f"{MEMORY_VARIANTS})")
+                        help=f"comma-separated keras:VARIANT / torch:VARIANT of the peak-memory runs; "
+                             f"keras:VARIANT@GIB caps TensorFlow's CPU allocator at GIB GiB (host_memory.py), e.g. "
+                             f"keras:fp32_remat@16 (default: {MEMORY_VARIANTS})")
     parser.add_argument("--memory_margin", type=float, default=MEMORY_MARGIN_GIB,
                         help=f"GiB left to other processes: a memory run starts only if its peak, extrapolated from "
                              f"the smaller batches, fits in the available memory less this, and is stopped when the "

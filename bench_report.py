@@ -350,7 +350,8 @@ def memory_parts(memories, context):
         "ratios between rows of one run are what to read).\n",
         "Variants: `fp32` = train.py without flags (the stems, conv1 + bn1 + relu + maxpool, recomputed in the "
         "backward pass), `fp32_no_remat` = nothing recomputed (what the towers kept before), `fp32_remat` = "
-        "train.py --remat (the stem and the BasicBlocks of layer1 to layer3 recomputed, remat.py), `fp32_remat@16` = "
+        "train.py --remat (the BasicBlocks of layer1 to layer3 recomputed with keras.remat, the stems recomputed in "
+        "chunks of 32 samples, forward and backward: remat.py), `fp32_remat@16` (if asked for) = "
         "it with TensorFlow's CPU allocator capped at 16 GiB (TF_MKL_ALLOC_MAX_BYTES, host_memory.py: without a cap "
         "it grows in doubling regions and keeps them, so its peak runs above the tensors in use at large batches, by "
         "an amount that varies between runs; a cap near the need can crash TensorFlow instead of raising, so "

@@ -4,13 +4,15 @@ TensorFlow on x86 with oneDNN (the default) allocates every CPU tensor of 4 KiB 
 (MklCPUAllocator) whose limit is the machine's RAM. It grows in regions that double in size and keeps them; a new
 tensor goes to the best-fitting free chunk, often in an untouched region, so the process's resident memory climbs
 above the tensors alive at any moment, by an amount that changes from run to run. At the paper's shapes with
-train.py --remat, batch 256, single runs peaked at 19.1 and 22.5 GiB, against 14.6 GiB with the system allocator
-(TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1, which made the step 1.55x slower). With a cap the allocator stays inside it:
-before growing past it, it hands back regions with nothing left in them and allocates again.
+train.py --remat, batch 256, before the stems ran in chunks (remat.stem_in_chunks), single runs peaked at 17.2 to
+22.5 GiB, against 14.6 GiB with the system allocator (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1, which made the step 1.55x
+slower). With a cap the allocator stays inside it: before growing past it, it hands back regions with nothing left
+in them and allocates again.
 
 train.py does not offer the cap: when a step needs about as much as the cap allows, TensorFlow does not always
 raise ResourceExhaustedError; one batch-256 run with 16 GiB ended in a segmentation fault inside TensorFlow
-instead (another at 16 GiB finished at 17.2 GiB; one at 12 GiB raised). bench.py measures it, with that caveat.
+instead (another at 16 GiB finished at 17.2 GiB; one at 12 GiB raised). bench.py measures it on request
+(--memory_variants keras:fp32_remat@16), with that caveat.
 
 The cap is TensorFlow's own TF_MKL_ALLOC_MAX_BYTES. TensorFlow reads it when it creates the CPU allocator, at
 the first operation of the process, so limit() must run before any tensor exists (importing TensorFlow is fine).

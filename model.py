@@ -59,6 +59,8 @@ class LVSModel(keras.Model):
     # Segments (remat.py) each tower recomputes with remat: the stem and layer1 to layer3. layer4 (stride 1) holds
     # 56 % of the FLOPs at the paper's shapes on the smallest maps, so it keeps its activations. None: all nine.
     remat_segments = 7
+    # With remat, the stems run this many samples at a time (remat.stem_in_chunks): their maps are the largest.
+    remat_stem_chunk = 32
 
     def __init__(
         self,
@@ -168,11 +170,14 @@ class LVSModel(keras.Model):
             (frame_features batch x h x w x 512, audio_features batch x 512), float32.
         """
         segments = self.rematerialised_segments() if training else 0
+        stem_chunk = self.remat_stem_chunk if self.remat else None
         if segments != 0:
             frame_maps = rematerialisation.call_in_segments(rematerialisation.tower_segments(self.vision),
-                                                            inputs["frame"], True, segments)  # batch x h x w x 512
+                                                            inputs["frame"], True, segments,
+                                                            stem_chunk)  # batch x h x w x 512
             audio_maps = rematerialisation.call_in_segments(rematerialisation.tower_segments(self.audio),
-                                                            inputs["spectrogram"], True, segments)  # batch x f x t x 512
+                                                            inputs["spectrogram"], True, segments,
+                                                            stem_chunk)  # batch x f x t x 512
         else:
             frame_maps = self.vision(inputs["frame"], training=training)  # batch x h x w x 512
             audio_maps = self.audio(inputs["spectrogram"], training=training)  # batch x f x t x 512

@@ -119,13 +119,21 @@ class BatchNormalization(keras.layers.BatchNormalization):
             if self.synchronized and tf.distribute.has_strategy():
                 count *= tf.distribute.get_replica_context().num_replicas_in_sync
             batch_variance = variance * count / tf.maximum(count - 1, 1)
-        if not self.update_statistics:
-            return outputs
+        if self.update_statistics:
+            self.move_statistics(batch_mean, batch_variance)
+        return outputs
+
+    def move_statistics(self, batch_mean, batch_variance):
+        """Move the running statistics towards a training batch's, as torch.nn.BatchNorm2d does.
+
+        Args:
+            batch_mean: per-channel mean of the batch.
+            batch_variance: per-channel unbiased variance of the batch (n / (n - 1) times the biased one).
+        """
         self.moving_mean.assign(self.moving_mean * self.momentum + ops.cast(batch_mean, self.moving_mean.dtype)
                                 * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum
                                     + ops.cast(batch_variance, self.moving_variance.dtype) * (1 - self.momentum))
-        return outputs
 
 
 @keras.saving.register_keras_serializable(package="lvs")

@@ -39,16 +39,24 @@ class RematAllLVSModel(LVSModel):
     remat_segments = None
 
 
+class ChunkedStemLVSModel(LVSModel):
+    """LVSModel whose remat runs the stems 3 samples at a time (a batch of 4: chunks of 3 and 1)."""
+
+    remat_stem_chunk = 3
+
+
 def make_model(remat_enabled, policy="float64", seed=3):
     """A small LVSModel (random weights from seed) compiled with plain SGD, so a step moves each weight by -grad.
 
-    remat_enabled: True (train.py --remat), "all" (every segment), False (the default: the stems recomputed) or
-    None (nothing recomputed).
+    remat_enabled: True (train.py --remat; its stems are not chunked at the tests' batch of 4), "chunked" (--remat
+    with the stems in chunks of 3), "all" (every segment), False (the default: the stems recomputed) or None
+    (nothing recomputed).
     """
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(seed)
-        model_class = {None: NoRematLVSModel, "all": RematAllLVSModel}.get(remat_enabled, LVSModel)
+        model_class = {None: NoRematLVSModel, "all": RematAllLVSModel,
+                       "chunked": ChunkedStemLVSModel}.get(remat_enabled, LVSModel)
         model = model_class(image_size=32, sample_rate=8000, audio_seconds=0.4, remat=bool(remat_enabled))
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -79,18 +87,21 @@ def test_a_trunk_with_its_top_is_refused():
         remat.tower_segments(trunk)
 
 
-@pytest.mark.parametrize("policy,tolerance,remat_enabled", [("float64", 1e-10, True), ("float64", 1e-10, "all"),
-                                                             ("float64", 1e-10, False), ("float32", 2e-4, "all")])
-def test_train_step_with_remat_equals_the_one_without(policy, tolerance, remat_enabled):
+@pytest.mark.parametrize("policy,tolerance,remat_enabled,steps", [
+    ("float64", 1e-10, True, 2), ("float64", 1e-10, "all", 2), ("float64", 1e-10, False, 2),
+    ("float64", 1e-10, "chunked", 2), ("float32", 2e-4, "all", 2), ("float32", 2e-4, "chunked", 1)])
+def test_train_step_with_remat_equals_the_one_without(policy, tolerance, remat_enabled, steps):
     # float64: the non-fused BatchNorm path at float64 tolerance; float32: the fused kernel train.py runs.
     # remat_enabled False is the default (stems recomputed), True is --remat; both against nothing recomputed.
+    # The chunked stem sums in another order than the fused kernel: in float32 one step agrees to ~4e-5, and a
+    # second step of SGD at learning rate 1 on this tiny batch amplifies that, so float32 takes one step there.
     batch = inputs(dtype=np.float64 if policy == "float64" else np.float32)
     plain, rematerialised = make_model(None, policy), make_model(remat_enabled, policy)
     before = weights_of(plain)
     assert before.keys() == weights_of(rematerialised).keys()
     for path, value in weights_of(rematerialised).items():
         np.testing.assert_array_equal(value, before[path])  # the same start
-    for step in range(2):  # the second step starts from moved weights and statistics
+    for step in range(steps):  # the second step starts from moved weights and statistics
         plain_loss = plain.train_on_batch(batch, return_dict=True)["loss"]
         remat_loss = rematerialised.train_on_batch(batch, return_dict=True)["loss"]
         assert remat_loss == pytest.approx(plain_loss, rel=tolerance, abs=0)
@@ -136,6 +147,39 @@ def test_remat_recomputes_every_convolution_in_the_backward_pass():
     assert count_ops(everything, batch, "Conv2D") == 2 * forward
     assert count_ops(everything, batch, "FusedBatchNormV3") == 2 * count_ops(plain, batch, "FusedBatchNormV3")
     assert count_ops(model_in_replicas(), batch, "Conv2D") == forward  # synchronised BatchNorm: nothing recomputed
+    # Chunked stems: conv1 four times a chunk (statistics, output, two backward passes), two chunks, per tower.
+    assert count_ops(make_model("chunked", "float32"), batch, "Conv2D") == forward - 2 + 2 * (4 * 2 + 14)
+
+
+def stem_sized_batches(model, batch, trunk_name):
+    """Batch sizes of the tensors in the traced train step with the shape of a trunk's conv1 output (but batch)."""
+    trunk = getattr(model, trunk_name)
+    conv1 = keras.Model(trunk.inputs[0], trunk.get_layer("conv1").output)
+    conv1_shape = tuple(conv1(batch["frame" if trunk_name == "vision" else "spectrogram"][:1]).shape[1:])
+    graph = tf.function(model.train_step).get_concrete_function(
+        {key: tf.TensorSpec(value.shape, value.dtype) for key, value in batch.items()}).graph
+    return {tensor.shape[0] for operation in graph.get_operations() for tensor in operation.outputs
+            if tensor.shape.rank == 4 and tuple(tensor.shape[1:]) == conv1_shape}
+
+
+@pytest.mark.parametrize("trunk_name", ["vision", "audio"])
+def test_chunked_stem_never_holds_a_whole_batch_of_its_largest_maps(trunk_name):
+    # What the chunks are for: with them no tensor of conv1's output size spans the batch of 4, only chunks of 3
+    # and 1; without them (keras.remat on the stem) such tensors exist.
+    batch = {key: value.astype(np.float32) for key, value in inputs().items()}
+    assert stem_sized_batches(make_model("chunked", "float32"), batch, trunk_name) == {3, 1}
+    assert 4 in stem_sized_batches(make_model(True, "float32"), batch, trunk_name)
+
+
+def test_chunked_stem_needs_a_known_batch_larger_than_a_chunk_and_its_own_statistics():
+    model = make_model("chunked", "float32")
+    stem = remat.tower_segments(model.audio)[0]
+    assert remat.chunked_stem_applies(stem, tf.zeros((4, 257, 24, 1)), True, 3)
+    assert not remat.chunked_stem_applies(stem, tf.zeros((3, 257, 24, 1)), True, 3)  # one chunk: nothing saved
+    assert not remat.chunked_stem_applies(stem, tf.zeros((4, 257, 24, 1)), False, 3)  # inference
+    assert not remat.chunked_stem_applies(stem, keras.KerasTensor((None, 257, 24, 1)), True, 3)  # unknown batch
+    model.synchronise_batch_norm(True)
+    assert not remat.chunked_stem_applies(stem, tf.zeros((4, 257, 24, 1)), True, 3)  # statistics over replicas
 
 
 def model_in_replicas():

@@ -13,9 +13,11 @@ import preprocessing
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO_TEST = PROJECT / "data" / "demo" / "test"
 
-# Builds a small untrained model, then runs the script's main() with its item reader made to hang on every item but
-# the first two (they come through: the hang is not in the first batch, which traces the forward). Which items hang
-# goes by name, not by the order of the calls: the readers run in parallel, in any order under load.
+# Builds a small untrained model, then runs the script's main() with its item reader made to hang after the first
+# batch, which traces the forward (a hang inside it waits out the first batch's allowance by design). evaluate.py
+# reads its items one by one: every item but the first two hangs, chosen by name. predict.py reads them in tf.data's
+# parallel map, in any order, on the threads its forward needs too: a read hangs once the first figure exists, and
+# the reads before that come through.
 STALLING_RUN = textwrap.dedent("""
     import os, sys, threading
     sys.path.insert(0, {project!r})
@@ -29,9 +31,14 @@ STALLING_RUN = textwrap.dedent("""
     never = threading.Event()
     original = reader_module.{reader}
 
+    def hangs(name):
+        if {after_first_figure!r}:
+            return any(entry.endswith(".png") for entry in os.listdir({out!r}))
+        return name not in {first_two!r}
+
     def reader_that_hangs(*arguments, **keywords):
         image_path = getattr(arguments[0], "image_path", arguments[0])  # a Pair, or _load_pair's path (bytes)
-        if os.fsdecode(image_path).rsplit(os.sep, 1)[-1] not in {first_two!r}:
+        if hangs(os.path.basename(os.fsdecode(image_path))):
             never.wait()  # the hang: a read that never returns
         return original(*arguments, **keywords)
 
@@ -41,10 +48,10 @@ STALLING_RUN = textwrap.dedent("""
 """)
 
 
-def run_stalling(tmp_path, module, reader_module, reader, extra):
+def run_stalling(tmp_path, module, reader_module, reader, extra, pairs=6, after_first_figure=False):
     data = tmp_path / "data"
     data.mkdir()
-    names = sorted(os.listdir(DEMO_TEST))[:12]  # 6 pairs
+    names = sorted(os.listdir(DEMO_TEST))[:2 * pairs]
     for name in names:
         shutil.copy(DEMO_TEST / name, data / name)
     first_two = sorted(name for name in names if name.endswith(".jpg"))[:2]
@@ -55,7 +62,7 @@ def run_stalling(tmp_path, module, reader_module, reader, extra):
     script = tmp_path / "run.py"
     script.write_text(STALLING_RUN.format(project=str(PROJECT), module=module, reader_module=reader_module,
                                           reader=reader, checkpoint=str(checkpoint), argv=argv,
-                                          first_two=first_two))
+                                          first_two=first_two, out=str(out), after_first_figure=after_first_figure))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=400,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return result, out / "stall.log"
@@ -72,7 +79,9 @@ def test_evaluate_reports_a_hung_item_and_exits_3(tmp_path):
 
 
 def test_predict_reports_a_hung_item_and_exits_3(tmp_path):
-    result, log = run_stalling(tmp_path, "predict", "preprocessing", "_load_pair", [])
+    # 24 pairs: more than tf.data reads ahead while the first batch traces the forward, so some reads hang.
+    result, log = run_stalling(tmp_path, "predict", "preprocessing", "_load_pair", [], pairs=24,
+                               after_first_figure=True)
     assert result.returncode == 3, result.stderr[-3000:]
     assert "finished" not in result.stdout
     assert "error: no prediction progress for" in result.stderr
