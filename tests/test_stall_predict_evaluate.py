@@ -15,7 +15,7 @@ DEMO_TEST = PROJECT / "data" / "demo" / "test"
 
 # Builds a small untrained model, then runs the script's main() with its item reader made to hang after the first
 # batch, which traces the forward (a hang inside it waits out the first batch's allowance by design). evaluate.py
-# reads its items one by one: every item but the first two hangs, chosen by name. predict.py reads them in tf.data's
+# reads its items on Python threads of its own, handed out in order: every item but the first two hangs, by name. predict.py reads them in tf.data's
 # parallel map, in any order, on the threads its forward needs too: a read hangs once the first figure exists, and
 # the reads before that come through.
 STALLING_RUN = textwrap.dedent("""
