@@ -15,9 +15,9 @@ DEMO_TEST = PROJECT / "data" / "demo" / "test"
 
 # Builds a small untrained model, then runs the script's main() with its item reader made to hang after the first
 # batch, which traces the forward (a hang inside it waits out the first batch's allowance by design). evaluate.py
-# reads its items on Python threads of its own, handed out in order: every item but the first two hangs, by name. predict.py reads them in tf.data's
-# parallel map, in any order, on the threads its forward needs too: a read hangs once the first figure exists, and
-# the reads before that come through.
+# reads its items on Python threads of its own, handed out in order: every item but the first two hangs, by name.
+# predict.py reads them in tf.data's parallel map, in any order, on the threads its forward needs too: a read hangs
+# once the first figure exists, and the reads before that come through.
 STALLING_RUN = textwrap.dedent("""
     import os, sys, threading
     sys.path.insert(0, {project!r})
@@ -33,7 +33,7 @@ STALLING_RUN = textwrap.dedent("""
 
     def hangs(name):
         if {after_first_figure!r}:
-            return any(entry.endswith(".png") for entry in os.listdir({out!r}))
+            return os.path.isdir({out!r}) and any(entry.endswith(".png") for entry in os.listdir({out!r}))
         return name not in {first_two!r}
 
     def reader_that_hangs(*arguments, **keywords):
