@@ -57,14 +57,14 @@ import torchvision  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import preprocessing  # noqa: E402
+from pipeline import preprocessing  # noqa: E402
 import resnet18  # noqa: E402
-from atomic import write_text  # noqa: E402
-import bench_memory  # noqa: E402
-import host_memory  # noqa: E402
-import bench_video  # noqa: E402
-from bench_report import KERAS_EAGER, render_report  # noqa: E402
-from bench_steps import (KERAS_VARIANTS, SHAPES, TIME_PROBE_PREFIX, TORCH_VARIANTS, keras_train_step,  # noqa: E402
+from safeguards.atomic import write_text  # noqa: E402
+from benchmarks import memory as bench_memory  # noqa: E402
+from benchmarks import host_memory  # noqa: E402
+from benchmarks import video_speed as bench_video  # noqa: E402
+from benchmarks.tables import KERAS_EAGER, render_report  # noqa: E402
+from benchmarks.steps import (KERAS_VARIANTS, SHAPES, TIME_PROBE_PREFIX, TORCH_VARIANTS, keras_train_step,  # noqa: E402
                          load_average, measure, measure_isolated, model_settings, time_steps, torch_train_step)
 
 DEFAULT_WARMUP = 2

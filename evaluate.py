@@ -50,21 +50,21 @@ import sys
 
 import numpy as np
 
-import metrics
-import object_guidance
-import preprocessing
-import protocols
-from annotations import degenerate_items, ground_truth_map, load_annotations, read_test_list
-from arguments import non_negative_float, non_negative_int, positive_int, sample_rate
-from atomic import write_text
-from evaluation_figures import draw_histogram, draw_precision_recall, save_overlays, spread_over_scores
-from evaluation_figures import normalised_boxes  # noqa: F401  (the tests reach it through evaluate)
-from evaluation_checks import find_test_overlap, frame_shape_warning, tiling_warning, training_set
-from evaluation_maps import model_maps
-from evaluation_scores import ROWS, baseline_scores, row_report, score_items
-from extended_sets import inconsistent_rows, negative_pairs, read_extended_list
+from evaluation import metrics
+from evaluation import object_guidance
+from pipeline import preprocessing
+from evaluation import protocols
+from evaluation.annotations import degenerate_items, ground_truth_map, load_annotations, read_test_list
+from safeguards.arguments import non_negative_float, non_negative_int, positive_int, sample_rate
+from safeguards.atomic import write_text
+from evaluation.figures import draw_histogram, draw_precision_recall, save_overlays, spread_over_scores
+from evaluation.figures import normalised_boxes  # noqa: F401  (the tests reach it through evaluate)
+from evaluation.checks import find_test_overlap, frame_shape_warning, tiling_warning, training_set
+from evaluation.maps import model_maps
+from evaluation.scores import ROWS, baseline_scores, row_report, score_items
+from evaluation.extended_sets import inconsistent_rows, negative_pairs, read_extended_list
 from model import LVSModel, load_checkpoint
-from watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog
+from safeguards.watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog
 
 BASELINES = ("centre",)
 PER_ITEM_FILE = "per_item.csv"

@@ -10,13 +10,20 @@
 The preprocessing settings (image_size, sample_rate, audio_seconds) and the loss settings are part of the
 model's config, so they travel inside a .keras checkpoint.
 
+Convert an official LVS checkpoint into a .keras model (predict.py and evaluate.py also take the .pth.tar directly):
+
+    python model.py --lvs_checkpoint lvs_vggss.pth.tar --output lvs_vggss.keras
+    python model.py --lvs_checkpoint lvs_flickr.pth.tar --sample_rate native
+
 Usage:
     from model import build_model, load_checkpoint
     model = build_model(image_weights="none", image_size=112)
     model = load_checkpoint("runs/demo/model.keras")      # or an official LVS .pth.tar
 """
 
+import argparse
 import os
+import sys
 import zipfile
 
 import keras
@@ -24,10 +31,12 @@ import tensorflow as tf
 from keras import ops
 
 import loss as lvs
-import optimizer  # noqa: F401  (registers TorchAdam, which compiled checkpoints name)
-import remat as rematerialisation
 import resnet18
-from audio import NATIVE  # settings["sample_rate"] of a model fed every file at its own rate
+from pipeline.audio import NATIVE  # settings["sample_rate"] of a model fed every file at its own rate
+from safeguards.arguments import sample_rate as sample_rate_argument
+from safeguards.atomic import atomic_path
+from training import optimizer  # noqa: F401  (registers TorchAdam, which compiled checkpoints name)
+from training import remat as rematerialisation
 
 DEFAULT_IMAGENET_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "resnet18_imagenet.weights.h5")
 TORCH_CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".tar")
@@ -387,3 +396,30 @@ def require_finite(model, path):
     name = non_finite_variable(model)
     if name is not None:
         raise ValueError(f"checkpoint {path} holds non-finite values (NaN or inf) in {name}; it cannot be used")
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description="Convert an official LVS checkpoint (.pth.tar, torch.save of {'model_state_dict': ...}) into the "
+        "project's .keras model. predict.py and evaluate.py also take the .pth.tar directly.")
+    parser.add_argument("--lvs_checkpoint", required=True, help="the official LVS checkpoint to convert")
+    parser.add_argument("--output", default=None,
+                        help="the .keras file to write (default: the checkpoint's name with .keras)")
+    parser.add_argument("--sample_rate", type=sample_rate_argument, default=16000,
+                        help="the rate the converted model is fed, in Hz, or 'native' (each file at its own rate, as "
+                        "the official code); recorded in the .keras (default: 16000)")
+    arguments = parser.parse_args()
+    output = arguments.output or os.path.splitext(arguments.lvs_checkpoint.removesuffix(".tar"))[0] + ".keras"
+    if not output.endswith(".keras"):
+        parser.error(f"--output must end with .keras, got {output}")
+    try:
+        model = convert_official_checkpoint(arguments.lvs_checkpoint, sample_rate=arguments.sample_rate)
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {error}")
+    with atomic_path(output) as temporary:
+        model.save(temporary)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

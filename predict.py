@@ -22,15 +22,15 @@ import numpy as np
 import tensorflow as tf  # noqa: F401  (imported before the modules that build graphs)
 from tqdm import tqdm
 
-import preprocessing
-import video
-import video_prediction
-import watchdog
-from arguments import non_negative_float, positive_float, positive_int
-from atomic import atomic_path
-from heatmaps import draw_panels, frame_pixels, make_forward, save_figure, upsample  # noqa: F401 (evaluate.py)
+from pipeline import preprocessing
+from pipeline import video
+from visualization import video_prediction
+from safeguards import watchdog
+from safeguards.arguments import non_negative_float, positive_float, positive_int
+from safeguards.atomic import atomic_path
+from visualization.heatmaps import draw_panels, frame_pixels, make_forward, save_figure, upsample  # noqa: F401 (evaluate.py)
 from model import TORCH_CHECKPOINT_EXTENSIONS, load_checkpoint
-from watchdog import Watchdog
+from safeguards.watchdog import Watchdog
 
 
 def predict_maps(model, pairs, batch_size=16, description="predicting", settings=None, resize="crop"):

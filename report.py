@@ -16,7 +16,7 @@ import math
 import os
 import sys
 
-from annotations import read_json
+from evaluation.annotations import read_json
 
 COLUMNS = ["method", "checkpoint", "train set", "test set", "protocol", "cIoU", "AUC", "AP", "max-F1"]
 ROW_METHODS = {"AV": "", "OBJ": "OBJ (ImageNet ResNet-18)", "AV+OGL": " + OGL"}

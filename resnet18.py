@@ -11,9 +11,9 @@ Convert torchvision's ImageNet weights into a Keras weights file for the vision 
     python resnet18.py --output weights/resnet18_imagenet.weights.h5
     python resnet18.py --output weights/resnet18_imagenet.weights.h5 --pth resnet18-f37072fd.pth
 
-Convert an official LVS checkpoint into the project's model (predict.py / evaluate.py also take it directly):
+An official LVS checkpoint becomes the project's model with model.py (predict.py / evaluate.py also take it directly):
 
-    python resnet18.py --lvs_checkpoint lvs_vggss.pth.tar --output lvs_vggss.keras
+    python model.py --lvs_checkpoint lvs_vggss.pth.tar --output lvs_vggss.keras
 
 Without --pth the file is downloaded into torch's hub cache (the same file torchvision's
 ResNet18_Weights.IMAGENET1K_V1 uses); where there is no network, download it by hand from IMAGENET_URL and pass --pth.
@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atomic import atomic_path
+from safeguards.atomic import atomic_path
 
 IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 IMAGENET_SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
@@ -528,14 +528,13 @@ def load_vision_weights(keras_model, path):
 
 def main():
     parser = argparse.ArgumentParser(
-        description="Convert torchvision's ImageNet ResNet-18 into a Keras weights file for the LVS vision tower, "
-        "or an official LVS checkpoint (.pth.tar) into a .keras model (--lvs_checkpoint)."
+        description="Convert torchvision's ImageNet ResNet-18 into a Keras weights file for the LVS vision tower. "
+        "(An official LVS checkpoint becomes a .keras model with `python model.py --lvs_checkpoint FILE`.)"
     )
     parser.add_argument(
         "--output",
-        default=None,
-        help="file to write: a .weights.h5 for ImageNet weights (default: weights/resnet18_imagenet.weights.h5), "
-        "a .keras model with --lvs_checkpoint",
+        default="weights/resnet18_imagenet.weights.h5",
+        help="the .weights.h5 file to write (default: weights/resnet18_imagenet.weights.h5)",
     )
     parser.add_argument(
         "--pth",
@@ -546,40 +545,17 @@ def main():
     parser.add_argument(
         "--lvs_checkpoint",
         default=None,
-        help="an official LVS checkpoint (torch.save of {'model_state_dict': ...}) to convert into the project's "
-        "model; predict.py and evaluate.py also take the .pth.tar directly",
-    )
-    parser.add_argument(
-        "--sample_rate",
-        default="16000",
-        help="with --lvs_checkpoint: the rate the converted model is fed, in Hz, or 'native' (each file at its own "
-        "rate, as the official code); recorded in the .keras (default: 16000)",
+        help="moved: official LVS checkpoints are converted by `python model.py --lvs_checkpoint FILE` "
+        "(this flag only says so)",
     )
     arguments = parser.parse_args()
     if arguments.lvs_checkpoint:
-        output = arguments.output or os.path.splitext(arguments.lvs_checkpoint.removesuffix(".tar"))[0] + ".keras"
-        if not output.endswith(".keras"):
-            parser.error(f"--output must end with .keras with --lvs_checkpoint, got {output}")
-        from arguments import sample_rate  # noqa: E402  (argparse types)
-        from model import convert_official_checkpoint  # model.py builds on this module
-
-        try:
-            rate = sample_rate(arguments.sample_rate)
-        except argparse.ArgumentTypeError as error:
-            parser.error(f"argument --sample_rate: {error}")
-        try:
-            model = convert_official_checkpoint(arguments.lvs_checkpoint, sample_rate=rate)
-        except (ValueError, OSError) as error:
-            sys.exit(f"error: {error}")
-        with atomic_path(output) as temporary:
-            model.save(temporary)
-        print(f"wrote {output}")
-        return
-    output = arguments.output or "weights/resnet18_imagenet.weights.h5"
-    if not output.endswith(".weights.h5"):
-        parser.error(f"--output must end with .weights.h5, got {output}")
+        sys.exit(f"error: an official LVS checkpoint is converted by model.py now: "
+                 f"python model.py --lvs_checkpoint {arguments.lvs_checkpoint}")
+    if not arguments.output.endswith(".weights.h5"):
+        parser.error(f"--output must end with .weights.h5, got {arguments.output}")
     try:
-        output_path = convert_imagenet(output, arguments.pth)
+        output_path = convert_imagenet(arguments.output, arguments.pth)
     except (ValueError, RuntimeError, OSError) as error:
         sys.exit(f"error: {error}")
     print(f"wrote {output_path}")

@@ -30,16 +30,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import held_out  # noqa: E402
+from downloading import held_out  # noqa: E402
 import loss as lvs  # noqa: E402
-import preprocessing  # noqa: E402
-import run_folder  # noqa: E402
-from arguments import non_negative_float, non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
-from atomic import atomic_path, write_text  # noqa: E402
+from pipeline import preprocessing  # noqa: E402
+from safeguards import run_folder  # noqa: E402
+from safeguards.arguments import non_negative_float, non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
+from safeguards.atomic import atomic_path, write_text  # noqa: E402
 from model import build_model, load_checkpoint, non_finite_variable  # noqa: E402
-from optimizer import TorchAdam  # noqa: E402
-from run_folder import list_checkpoints  # noqa: E402
-from watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog  # noqa: E402
+from training.optimizer import TorchAdam  # noqa: E402
+from safeguards.run_folder import list_checkpoints  # noqa: E402
+from safeguards.watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog  # noqa: E402
 
 OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
 # Flags a resumed run applies to the loaded optimizer (recorded in args.json "changed_on_resume").

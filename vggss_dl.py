@@ -60,10 +60,10 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from child_processes import ChildStopped, OrphanWatcher, run_child
-from clip_cutting import (DEFAULT_FRAME_SIZE, NATIVE, SECTION_SECONDS, TEMP_SUFFIX, Deadline, PairError, cut_pair,
+from downloading.child_processes import ChildStopped, OrphanWatcher, run_child
+from downloading.clip_cutting import (DEFAULT_FRAME_SIZE, NATIVE, SECTION_SECONDS, TEMP_SUFFIX, Deadline, PairError, cut_pair,
                           pair_paths)
-from item_lists import (DEFAULT_JSON, NAME_PATTERN, canonical_name, leave_out_test_items, load_items,
+from downloading.item_lists import (DEFAULT_JSON, NAME_PATTERN, canonical_name, leave_out_test_items, load_items,
                         load_train_list, read_id_file, select_items)
 
 try:

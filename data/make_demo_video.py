@@ -37,7 +37,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import make_demo  # noqa: E402
-import video  # noqa: E402
+from pipeline import video  # noqa: E402
 
 SOUNDING_CLASSES = ("red disc", "blue triangle")  # the first sounds before the switch, the second after
 OBJECT_SIDE = 0.44  # box side as a fraction of the frame (the demo set's objects: 0.5 to 0.58)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from annotations import (
+from evaluation.annotations import (
     Annotation,
     degenerate_items,
     flickr_ground_truth_map,
@@ -17,7 +17,7 @@ from annotations import (
     read_test_list,
     vggss_ground_truth_map,
 )
-from metrics import score_map
+from evaluation.metrics import score_map
 
 SIZE = 224
 

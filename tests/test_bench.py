@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import bench
-import bench_memory
-import bench_report
-import preprocessing
-from torch_reference import TorchLVS
+from benchmarks import memory as bench_memory
+from benchmarks import tables as bench_report
+from pipeline import preprocessing
+from benchmarks.torch_reference import TorchLVS
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -240,7 +240,7 @@ def test_host_memory_limit_refuses_once_tensorflow_has_run():
     """The cap is read when TensorFlow creates its allocator: setting it later would be silently ignored."""
     import tensorflow as tf
 
-    import host_memory
+    from benchmarks import host_memory
 
     tf.constant(1.0) + 1.0  # this process's allocator now exists
     with pytest.raises(ValueError, match="before the first TensorFlow operation"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.io.wavfile
 
-import annotations
+from evaluation import annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = Path(__file__).resolve().parents[1] / "data" / "metadata"

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 import evaluate
-import metrics
-import preprocessing
-from annotations import Annotation, ground_truth_map
+from evaluation import metrics
+from pipeline import preprocessing
+from evaluation.annotations import Annotation, ground_truth_map
 from model import build_model
-from torch_reference import TorchLVS, random_official_state_dict
+from benchmarks.torch_reference import TorchLVS, random_official_state_dict
 
 PROJECT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^cIoU@0\.5 (\d\.\d{3})  AUC (\d\.\d{3})  mean cIoU (\d\.\d{3})  \(scored (\d+), missing (\d+)")

@@ -10,12 +10,12 @@ import scipy.io.wavfile
 from PIL import Image
 
 import evaluate
-import evaluation_figures
-import metrics
-import preprocessing
-import protocols
-from annotations import Annotation, ground_truth_map, load_annotations, read_test_list
-from extended_sets import read_extended_list
+from evaluation import figures as evaluation_figures
+from evaluation import metrics
+from pipeline import preprocessing
+from evaluation import protocols
+from evaluation.annotations import Annotation, ground_truth_map, load_annotations, read_test_list
+from evaluation.extended_sets import read_extended_list
 from test_evaluate import run_evaluate, write_vggss_json
 
 CENTRE = [0.25, 0.25, 0.75, 0.75]

@@ -17,15 +17,15 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import evaluate  # noqa: E402
-import extended_metrics  # noqa: E402
+from evaluation import extended_metrics  # noqa: E402
 import keras  # noqa: E402
-import preprocessing  # noqa: E402
+from pipeline import preprocessing  # noqa: E402
 import resnet18  # noqa: E402
 import report  # noqa: E402
-from annotations import Annotation, ground_truth_map  # noqa: E402
+from evaluation.annotations import Annotation, ground_truth_map  # noqa: E402
 from model import build_model  # noqa: E402
 from test_resnet18 import random_torchvision_resnet18, torch_layer4  # noqa: E402
-from torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
+from benchmarks.torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
 
 
 def write_pair(folder, name, width=64, height=64, rate=8000, seconds=0.25, seed=0, chirp=False):
@@ -231,7 +231,7 @@ def test_report_table_rows_and_one_line_errors(tmp_path):
 def test_lvs_protocol_maps_are_the_training_pipelines(tmp_path):
     # evaluate.py reads pairs itself (windows, native rates); under the lvs protocol it must see what
     # preprocessing.make_dataset (training, predict.py) feeds the model
-    from evaluation_maps import model_maps
+    from evaluation.maps import model_maps
     from predict import predict_maps
 
     data = tmp_path / "data"

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-import extended_metrics
-from extended_metrics import average_precision, confidence, f1_scores, precision_recall, summarise_extended
+from evaluation import extended_metrics
+from evaluation.extended_metrics import average_precision, confidence, f1_scores, precision_recall, summarise_extended
 
 
 # ---- SLAVC, utils.py (EvaluatorFull), transcribed -------------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics import (
+from evaluation.metrics import (
     AUC_THRESHOLDS,
     area_under_curve,
     binarise_at_median,

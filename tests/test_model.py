@@ -7,7 +7,7 @@ import torch
 
 import loss as lvs
 from model import LVSModel, build_model, load_checkpoint
-from torch_reference import TorchLVS, random_official_state_dict
+from benchmarks.torch_reference import TorchLVS, random_official_state_dict
 
 
 def inputs(batch=3, image_size=64, width=20, seed=0):
@@ -122,7 +122,7 @@ def test_official_checkpoint_equals_pytorch(tmp_path, metadata_dir):
     np.testing.assert_allclose(model(batch)["similarity"].numpy(), similarity, atol=1e-4)
 
 
-def test_resnet18_cli_converts_an_official_checkpoint_to_keras(tmp_path, metadata_dir):
+def test_model_cli_converts_an_official_checkpoint_to_keras(tmp_path, metadata_dir):
     import os
     import subprocess
     import sys
@@ -131,7 +131,7 @@ def test_resnet18_cli_converts_an_official_checkpoint_to_keras(tmp_path, metadat
     project = Path(__file__).resolve().parents[1]
     state_dict = random_official_state_dict(metadata_dir / "lvs_state_dict_keys.tsv", seed=5)
     torch.save({"model_state_dict": state_dict}, tmp_path / "lvs.pth.tar")
-    result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar")],
+    result = subprocess.run([sys.executable, str(project / "model.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar")],
                             capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-2000:]
     converted = load_checkpoint(str(tmp_path / "lvs.keras"))
@@ -141,11 +141,16 @@ def test_resnet18_cli_converts_an_official_checkpoint_to_keras(tmp_path, metadat
     assert converted.settings["sample_rate"] == 16000
     for rate, expected in (("native", "native"), ("22050", 22050)):
         output = tmp_path / f"lvs_{rate}.keras"
-        result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint",
+        result = subprocess.run([sys.executable, str(project / "model.py"), "--lvs_checkpoint",
                                  str(tmp_path / "lvs.pth.tar"), "--output", str(output), "--sample_rate", rate],
                                 capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         assert result.returncode == 0, result.stderr[-2000:]
         assert load_checkpoint(str(output)).settings["sample_rate"] == expected
-    result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar"),
+    result = subprocess.run([sys.executable, str(project / "model.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar"),
                              "--sample_rate", "fast"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--sample_rate: must be a rate in Hz or 'native'" in result.stderr
+    # The old place of the conversion says where it went, in one line.
+    result = subprocess.run([sys.executable, str(project / "resnet18.py"), "--lvs_checkpoint", str(tmp_path / "lvs.pth.tar")],
+                            capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "python model.py --lvs_checkpoint" in result.stderr

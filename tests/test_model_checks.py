@@ -68,7 +68,7 @@ def test_a_truncated_archive_is_not_reported_as_missing(saved_model, tmp_path):
 def test_an_official_checkpoint_with_a_nan_is_refused(tmp_path, metadata_dir):
     import torch
 
-    from torch_reference import random_official_state_dict
+    from benchmarks.torch_reference import random_official_state_dict
 
     state_dict = random_official_state_dict(metadata_dir / "lvs_state_dict_keys.tsv", seed=1)
     key = next(name for name in state_dict if name.endswith("audnet.layer1.0.bn1.running_var"))

@@ -7,7 +7,7 @@ import torch
 import keras
 
 from model import build_model
-from optimizer import TORCH_EPSILON, TorchAdam
+from training.optimizer import TORCH_EPSILON, TorchAdam
 
 
 def torch_and_keras_steps(torch_class, keras_optimizer, torch_arguments, steps=3, seed=0):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocessing
+from pipeline import preprocessing
 from model import build_model
 
 PROJECT = Path(__file__).resolve().parents[1]

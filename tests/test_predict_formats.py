@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import predict
-import preprocessing
+from pipeline import preprocessing
 from model import build_model, load_checkpoint
-from torch_reference import random_official_state_dict
+from benchmarks.torch_reference import random_official_state_dict
 
 RATE = 16000
 

@@ -10,7 +10,7 @@ import torch
 import torchvision.transforms as transforms
 from PIL import Image
 
-import preprocessing
+from pipeline import preprocessing
 
 
 def write_wav(path, samples, rate):

@@ -10,7 +10,7 @@ import torch  # noqa: F401  (torch before tensorflow in one process)
 import torchvision.transforms as transforms
 from PIL import Image
 
-import preprocessing
+from pipeline import preprocessing
 
 FORMATS = {  # extension -> (ffmpeg codec arguments, lossless)
     "flac": ([], True),

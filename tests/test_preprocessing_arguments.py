@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-import arguments
+from safeguards import arguments
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e999", "0", "-2", "abc"])

@@ -14,7 +14,7 @@ import scipy.io.wavfile
 import scipy.signal
 from PIL import Image
 
-import preprocessing
+from pipeline import preprocessing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,7 +130,7 @@ def peak_memory_of(code):
     """Run code in a fresh interpreter after importing the readers (audio, frames: what preprocessing re-exports,
     without TensorFlow's start-up); return (its output, peak RSS growth in MiB)."""
     program = (
-        "import resource, sys\nsys.path.insert(0, %r)\nimport audio as preprocessing_audio, frames\n"
+        "import resource, sys\nsys.path.insert(0, %r)\nfrom pipeline import audio as preprocessing_audio, frames\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n%s\n"
         "print('growth', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
     ) % (ROOT, code)
@@ -240,7 +240,7 @@ def test_unreadable_data_folder_is_one_error_line():
         os.chmod(locked, 0o000)
         os.chmod(os.path.join(base, "partly", "1"), 0o000)
         program = (
-            "import os, sys; sys.path.insert(0, %r); import preprocessing\n"
+            "import os, sys; sys.path.insert(0, %r); from pipeline import preprocessing\n"
             "if os.geteuid() == 0:\n    os.setgid(65534); os.setuid(65534)  # nobody: root reads everything\n"
             "pairs = preprocessing.require_pairs(sys.argv[1])\nprint([pair.name for pair in pairs], flush=True)\n"
             "preprocessing.require_pairs(sys.argv[2])\n"

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import metrics
-import object_guidance
-import protocols
+from evaluation import metrics
+from evaluation import object_guidance
+from evaluation import protocols
 
 
 # ---- EZ-VSL, utils.py and test.py, transcribed ----------------------------------------------------------------

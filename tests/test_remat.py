@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import remat
+from training import remat
 import resnet18
 from model import LVSModel
 
@@ -225,7 +225,7 @@ def test_torch_checkpoint_gives_the_same_loss_and_gradients():
     # bench.py's PyTorch reference with torch.utils.checkpoint on remat.py's segments computes the same step.
     import torch
 
-    from torch_reference import TorchLVS, torch_lvs_loss
+    from benchmarks.torch_reference import TorchLVS, torch_lvs_loss
 
     generator = torch.Generator().manual_seed(0)
     frames = torch.randn(3, 3, 32, 32, generator=generator, dtype=torch.float64)

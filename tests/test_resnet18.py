@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import resnet18  # noqa: E402
-from torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
+from benchmarks.torch_reference import TorchLVS, random_official_state_dict  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 METADATA_DIR = Path(__file__).resolve().parents[1] / "data" / "metadata"

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import preprocessing
+from pipeline import preprocessing
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO_TEST = PROJECT / "data" / "demo" / "test"
@@ -69,7 +69,7 @@ def run_stalling(tmp_path, module, reader_module, reader, extra, pairs=6, after_
 
 
 def test_evaluate_reports_a_hung_item_and_exits_3(tmp_path):
-    result, log = run_stalling(tmp_path, "evaluate", "evaluation_maps", "load_item",
+    result, log = run_stalling(tmp_path, "evaluate", "evaluation.maps", "load_item",
                                ["--annotations", str(PROJECT / "data" / "demo" / "test_annotations.json")])
     assert result.returncode == 3, result.stderr[-3000:]
     assert "finished" not in result.stdout
@@ -80,7 +80,7 @@ def test_evaluate_reports_a_hung_item_and_exits_3(tmp_path):
 
 def test_predict_reports_a_hung_item_and_exits_3(tmp_path):
     # 24 pairs: more than tf.data reads ahead while the first batch traces the forward, so some reads hang.
-    result, log = run_stalling(tmp_path, "predict", "preprocessing", "_load_pair", [], pairs=24,
+    result, log = run_stalling(tmp_path, "predict", "pipeline.preprocessing", "_load_pair", [], pairs=24,
                                after_first_figure=True)
     assert result.returncode == 3, result.stderr[-3000:]
     assert "finished" not in result.stdout

@@ -16,7 +16,7 @@ from test_train import pairs_dir  # noqa: F401  (fixture)
 
 def test_pairs_on_a_test_list_are_counted_and_named(pairs_dir, tmp_path):
     sys.path.insert(0, str(PROJECT))
-    from held_out import read_names
+    from downloading.held_out import read_names
 
     test_items = read_names(PROJECT / "data" / "metadata" / "vggss_test.csv")[:3]
     for index, name in enumerate(test_items):  # three of the eight pairs carry VGG-SS test names
@@ -70,7 +70,8 @@ def test_native_sample_rates_train_and_are_recorded(tmp_path):
 STALLING_TRAIN = textwrap.dedent("""
     import sys, threading
     sys.path.insert(0, {project!r})
-    import preprocessing, train
+    import train
+    from pipeline import preprocessing
 
     never = threading.Event()
     original = preprocessing._load_pair

@@ -59,7 +59,7 @@ def test_a_second_run_on_a_locked_out_dir_names_the_first(pairs_dir, tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             sys.path.insert(0, {str(PROJECT)!r})
-            from run_folder import RunLock
+            from safeguards.run_folder import RunLock
             with RunLock({str(out)!r}):
                 print("locked", flush=True)
                 time.sleep(600)
@@ -177,7 +177,7 @@ def test_too_little_free_space_is_one_line_before_training(tmp_path):
     sys.path.insert(0, str(PROJECT))
     import shutil
 
-    from run_folder import check_free_space
+    from safeguards.run_folder import check_free_space
 
     free = shutil.disk_usage(tmp_path).free
     check_free_space(str(tmp_path), free // 2)  # enough: nothing happens
@@ -189,7 +189,7 @@ def test_private_temp_dir_gives_the_process_its_temporary_folder_back(tmp_path):
     # train.main runs in-process in tests and notebooks: after it, tempfile must not point into a deleted folder.
     import tempfile
 
-    import run_folder
+    from safeguards import run_folder
 
     before_tempdir, before_environment = tempfile.tempdir, os.environ.get("TMPDIR")
     with run_folder.private_temp_dir(str(tmp_path)) as folder:

@@ -25,8 +25,8 @@ import pytest
 import scipy.io.wavfile
 from PIL import Image
 
-import clip_cutting
-import item_lists
+from downloading import clip_cutting
+from downloading import item_lists
 import vggss_dl
 
 PROJECT = Path(__file__).resolve().parents[1]

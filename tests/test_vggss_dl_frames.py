@@ -14,9 +14,9 @@ import pytest
 import scipy.io.wavfile
 from PIL import Image
 
-import annotations
-import metrics
-import preprocessing
+from evaluation import annotations
+from evaluation import metrics
+from pipeline import preprocessing
 import vggss_dl
 
 BOX = (0.05, 0.25, 0.35, 0.75)  # xmin, ymin, xmax, ymax as fractions of the frame, like vggss.json

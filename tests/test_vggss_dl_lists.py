@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-import held_out
-import item_lists
+from downloading import held_out
+from downloading import item_lists
 import vggss_dl
 from test_vggss_dl import PRESENT, RangeRequestHandler, frame_second, make_clock_video, middle_second
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import preprocessing
-import video
-import video_prediction
+from pipeline import preprocessing
+from pipeline import video
+from visualization import video_prediction
 from video_media import coded_frames, tones, write_video
 
 FPS = 25

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import preprocessing
-import video
+from pipeline import preprocessing
+from pipeline import video
 
 PROJECT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("make_demo_video", PROJECT / "data" / "make_demo_video.py")

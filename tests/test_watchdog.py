@@ -12,7 +12,7 @@ STALLING_PIPELINE = textwrap.dedent("""
     sys.path.insert(0, {project!r})
     import numpy as np
     import tensorflow as tf
-    from watchdog import Watchdog
+    from safeguards.watchdog import Watchdog
 
     never = threading.Event()
 

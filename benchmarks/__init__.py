@@ -1,0 +1,11 @@
+"""What bench.py measures with, and the PyTorch reference network it measures (and the tests check) against.
+
+- torch_reference.py: the LVS network and loss in PyTorch, in the official layout.
+- steps.py: the train steps and forwards timed, ours and PyTorch's, each row in a fresh process.
+- memory.py: peak memory of training runs, each in a guarded subprocess.
+- host_memory.py: a cap on TensorFlow's host allocator, for capped memory runs.
+- video_speed.py: how fast predict.py --video runs, next to the PyTorch forward.
+- tables.py: BENCHMARKS.md from the measurements.
+
+May import: pipeline, safeguards, training, visualization, loss, resnet18, model.
+"""

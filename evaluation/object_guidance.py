@@ -1,0 +1,76 @@
+"""Object-guided localisation (OGL, EZ-VSL / SLAVC test.py): mix the audio-visual map with an object map.
+
+The object map comes from an ImageNet ResNet-18 (torchvision's layout, layer4 at its usual stride 2, so a 224 x 224
+frame gives 7 x 7 x 512): the mean over channels of |layer4| (EZ-VSL's NormReducer), a 7 x 7 map. Like the
+audio-visual map it is upsampled by the protocol, then
+- slavc / lvs: both maps scaled from fixed ranges ([-1, 1] for LVS's cosine map, [0, 2.5] for the object map,
+  SLAVC test.py's obj_min, obj_max) and mixed: alpha * av + (1 - alpha) * obj;
+- ezvsl: both maps min-max normalised (utils.normalize_img) and mixed the same way, then normalised again.
+The mixed map is thresholded by the protocol's rule like any map. alpha = 0.4 in both papers.
+
+Usage:
+    from evaluation.object_guidance import ObjectMapper, mix
+    mapper = ObjectMapper("weights/resnet18_imagenet.weights.h5")
+    object_maps = mapper(frames)                           # batch x 7 x 7
+    mixed = mix(av_large, object_large, 0.4, "ezvsl")      # 224 x 224
+"""
+
+import os
+
+import numpy as np
+
+from evaluation import extended_metrics
+from evaluation import protocols
+import resnet18
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "resnet18_imagenet.weights.h5")
+OBJECT_RANGE = (0.0, 2.5)  # SLAVC test.py: obj_min, obj_max
+AUDIO_VISUAL_RANGE = (-1.0, 1.0)  # LVS's S_ii is a cosine
+
+
+class ObjectMapper:
+    """The object saliency map of frames: mean over channels of |layer4| of an ImageNet ResNet-18.
+
+    Args:
+        weights_path: a .weights.h5 file written by resnet18.py (convert_imagenet).
+
+    Raises:
+        ValueError: if the file is missing or does not fit a ResNet-18 (one line, naming the file).
+    """
+
+    def __init__(self, weights_path=DEFAULT_WEIGHTS):
+        if not os.path.isfile(weights_path):
+            raise ValueError(f"ImageNet ResNet-18 weights not found: {weights_path} (make them with "
+                             "`python resnet18.py --output weights/resnet18_imagenet.weights.h5`, or pass --image_weights)")
+        self.trunk = resnet18.build_resnet18(3, layer4_stride=2, name="object_saliency")
+        resnet18.load_vision_weights(self.trunk, weights_path)
+
+    def __call__(self, frames):
+        """frames: batch x S x S x 3 ImageNet-normalised -> batch x S/32 x S/32 object maps (float32 numpy)."""
+        features = np.asarray(self.trunk(frames, training=False))  # batch x h x w x 512
+        return np.abs(features).mean(axis=-1)  # NormReducer(dim=channels): batch x h x w
+
+
+def mix(audio_visual_map, object_map, alpha, protocol, audio_visual_range=AUDIO_VISUAL_RANGE):
+    """The AV + OGL map of one item (both maps already upsampled to 224 x 224).
+
+    Args:
+        audio_visual_map: the upsampled cosine map.
+        object_map: the upsampled object map.
+        alpha: the weight of the audio-visual map (0.4 in EZ-VSL and SLAVC).
+        protocol: "ezvsl" (min-max both, mix, min-max: EZ-VSL test.py) or "lvs" / "slavc" (both scaled from fixed
+            ranges, then mixed: SLAVC test.py).
+        audio_visual_range: the fixed range of the audio-visual map (LVS's cosine: -1, 1).
+
+    Returns:
+        224 x 224 float64 map.
+    """
+    if protocol == "ezvsl":
+        return protocols.min_max(alpha * protocols.min_max(audio_visual_map) + (1 - alpha) * protocols.min_max(object_map))
+    scaled = extended_metrics.fixed_range_scale(audio_visual_map, *audio_visual_range)
+    return alpha * scaled + (1 - alpha) * scale_object(object_map)
+
+
+def scale_object(upsampled_map):
+    """The object map from SLAVC's fixed range [0, 2.5] to [0, 1]."""
+    return extended_metrics.fixed_range_scale(upsampled_map, *OBJECT_RANGE)

@@ -1,0 +1,9 @@
+"""The input pipeline: frames, audio, frame/audio pairs and their tf.data datasets, and video I/O through ffmpeg.
+
+- audio.py: audio files -> waveforms (any format; resampling; the recipe's window) and spectrograms' inputs.
+- frames.py: image files -> model inputs (crop as LVS, squash as EZ-VSL), training augmentation.
+- preprocessing.py: pairs on disk -> model inputs and tf.data datasets; the one module every script reads data with.
+- video.py: probe a video, stream its frames, cut its audio, write a video with audio (ffmpeg / ffprobe pipes).
+
+May import: nothing of the project (third-party libraries only).
+"""

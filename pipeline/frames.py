@@ -1,0 +1,154 @@
+"""Frames on disk -> model inputs, as the LVS recipe (crop) or the EZ-VSL family (squash) prepares them.
+
+- crop (LVS): shorter side resized to image_size (PIL bicubic), centre crop. Training: shorter side to
+  round(image_size * 246 / 224), random image_size crop, random horizontal flip.
+- squash (EZ-VSL, SLAVC: torchvision Resize((S, S))): the whole frame resized to image_size x image_size (PIL
+  bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip, so
+  training sees the geometry evaluation sees. (EZ-VSL's datasets.py trains with Resize(int(224 * 1.1)) on the
+  shorter side + RandomCrop, i.e. our crop training, and tests with the squash.)
+Then /255 and ImageNet mean/std. Any PIL mode is read: 16-bit grayscale (I;16, I;16B, I) is scaled from 0..65535
+and float (F) from 0..1 to 8 bits, instead of Pillow's clipping (which turns them white); 16-bit RGB/RGBA PNGs
+are already reduced to 8 bits by Pillow. A frame is refused before decoding when it is a decompression bomb or
+its aspect ratio is beyond MAX_ASPECT_RATIO (no real video frame or photo has it; the shorter-side resize would
+blow it up to gigabytes).
+
+Usage:
+    from pipeline.frames import load_frame
+    frame = load_frame("data/demo/train/clip001.jpg", 224, resize="squash")  # 224 x 224 x 3 float32
+"""
+
+import warnings
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+RESIZE_MODES = ("crop", "squash")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+TRAINING_RESIZE_RATIO = 246 / 224
+MAX_ASPECT_RATIO = 20  # wider than any panorama a video or photo gives; bounds the shorter-side resize
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def check_image_size(width, height):
+    """Refuse a frame size before any pixel is decoded.
+
+    Args:
+        width, height: from the file's header.
+
+    Raises:
+        ValueError naming why: no pixels, a decompression bomb, or an aspect ratio no real frame has.
+    """
+    if width < 1 or height < 1:
+        raise ValueError("image has no pixels")
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"image of {width} x {height} pixels is above PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}"
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ValueError(
+            f"image of {width} x {height} pixels has aspect ratio {ratio:.0f}:1, beyond the {MAX_ASPECT_RATIO}:1 of any "
+            "real frame (resizing its shorter side would take memory out of proportion to the file)"
+        )
+
+
+def to_rgb(image):
+    """A PIL image of any mode and bit depth -> 8-bit RGB, scaling high bit depths instead of clipping them."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.int64)
+        values = (np.clip(values, 0, 65535) * 255 + 32767) // 65535  # 0..65535 -> 0..255, rounded
+        image = Image.fromarray(values.astype(np.uint8), "L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        values = np.round(np.clip(np.nan_to_num(values), 0.0, 1.0) * 255.0)
+        image = Image.fromarray(values.astype(np.uint8), "L")
+    return image.convert("RGB")
+
+
+def _open_checked(path, decode):
+    """Open an image (header only), refuse bombs and absurd shapes, then return decode(image)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_image_size(*image.size)
+                return decode(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"decompression bomb: {error}") from None
+
+
+def frame_size(path):
+    """(width, height) of an image file from its header; ValueError for a bomb or an absurd shape."""
+    return _open_checked(path, lambda image: image.size)
+
+
+def open_frame(path):
+    """Read an image file as 8-bit RGB, refusing bombs and absurd shapes before decoding.
+
+    Args:
+        path: a jpg/png (any mode, any bit depth).
+
+    Returns:
+        A PIL.Image in mode RGB.
+    """
+    return _open_checked(path, to_rgb)
+
+
+def _resize_shorter_side(image, size):
+    """torchvision.transforms.Resize(size) on a PIL image: shorter side -> size, bicubic."""
+    width, height = image.size
+    if width <= height:
+        new_width, new_height = size, int(size * height / width)
+    else:
+        new_width, new_height = int(size * width / height), size
+    return image.resize((new_width, new_height), Image.BICUBIC)
+
+
+def _resize(image, size, resize):
+    """Shorter side to size (crop) or the whole frame to size x size (squash), PIL bicubic."""
+    if resize == "squash":
+        return image.resize((size, size), Image.BICUBIC)
+    return _resize_shorter_side(image, size)
+
+
+def prepare_frame(image, image_size, training=False, rng=None, resize="crop"):
+    """Prepare a frame as the recipe does.
+
+    Args:
+        image: PIL.Image, any mode and bit depth.
+        image_size: side of the square result.
+        training: random crop of a 246/224-larger resize and a random flip instead of the evaluation transform.
+        rng: numpy Generator for the augmentation (training only).
+        resize: "crop" (LVS: shorter side + centre crop) or "squash" (Resize((S, S)): the whole frame).
+
+    Returns:
+        image_size x image_size x 3 float32, ImageNet-normalised.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    check_image_size(*image.size)
+    image = to_rgb(image)
+    if training:
+        rng = rng if rng is not None else np.random.default_rng()
+        image = _resize(image, int(round(image_size * TRAINING_RESIZE_RATIO)), resize)
+        width, height = image.size
+        left = int(rng.integers(0, width - image_size + 1))
+        top = int(rng.integers(0, height - image_size + 1))
+        image = image.crop((left, top, left + image_size, top + image_size))
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    else:
+        image = _resize(image, image_size, resize)
+        width, height = image.size
+        top = int(round((height - image_size) / 2.0))
+        left = int(round((width - image_size) / 2.0))
+        image = image.crop((left, top, left + image_size, top + image_size))
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return (pixels - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def load_frame(path, image_size, training=False, rng=None, resize="crop"):
+    """Read a frame file and prepare it (open_frame + prepare_frame; same arguments as prepare_frame)."""
+    return prepare_frame(open_frame(path), image_size, training=training, rng=rng, resize=resize)
