@@ -1,11 +1,11 @@
-"""Measure how fast LVS trains and predicts on this machine, next to the same network in PyTorch; write BENCHMARKS.md.
+"""Measure how fast LVS trains and predicts on this machine, next to the same network in PyTorch; write docs/BENCHMARKS.md.
 
 One command measures, at the paper's shapes (224 x 224 frames, 10 s of 16 kHz audio: 257 x 671 spectrograms) and
 at the demo's (112 x 112 frames, 0.5 s of 8 kHz audio: 257 x 15):
 
 - training throughput of our train step (model.train_on_batch: forward, LVS loss, backward, Adam) for several
   variants (float32 or mixed_bfloat16 policy, XLA jit_compile on or off), and of the same two-tower ResNet-18 and
-  loss in PyTorch (torch_reference.py: NCHW or channels_last memory format, float32 or bfloat16 autocast);
+  loss in PyTorch (benchmarks/torch_reference.py: NCHW or channels_last memory format, float32 or bfloat16 autocast);
   samples/s is the batch size over the median of the timed steps; the first step (tracing, XLA compilation,
   allocations) is reported apart;
 - inference throughput of predict.py's forward (model(inputs) -> similarity, positive mask), ours and PyTorch's;
@@ -13,13 +13,13 @@ at the demo's (112 x 112 frames, 0.5 s of 8 kHz audio: 257 x 15):
   what the train step consumes;
 - peak memory (RSS) of training runs at batch 16, 64 and 256, without and with rematerialisation (train.py
   --remat; PyTorch with torch.utils.checkpoint on the same blocks), each in its own guarded subprocess
-  (bench_memory.py) so the peak is that run's own and none pushes the machine into OOM;
+  (benchmarks/memory.py) so the peak is that run's own and none pushes the machine into OOM;
 - achieved GFLOP/s of every train step, from an analytic count of its convolutions, against this CPU's matmul
   GFLOP/s.
 
-The steps it times are built in bench_steps.py and each row is timed in a fresh process of its own (as train.py
-runs one model per process), the tables rendered by bench_report.py. Timings go to stdout as
-markdown tables and to --output (BENCHMARKS.md) with the machine, library versions, the date, the load average and
+The steps it times are built in benchmarks/steps.py and each row is timed in a fresh process of its own (as train.py
+runs one model per process), the tables rendered by benchmarks/tables.py. Timings go to stdout as
+markdown tables and to --output (docs/BENCHMARKS.md) with the machine, library versions, the date, the load average and
 the exact command. Run it on a quiet machine: other work on the cores makes every number noisy.
 
 Usage:
@@ -54,6 +54,7 @@ from PIL import Image  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
+import safeguards.quiet_tensorflow  # noqa: E402,F401  (after torch, before keras: TensorFlow's start-up lines off the terminal)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -404,7 +405,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--skip_memory", action="store_true", help="do not measure the peak memory of a training run")
     parser.add_argument("--skip_matmul", action="store_true", help="do not measure the matmul GFLOP/s peak")
     parser.add_argument("--skip_video", action="store_true",
-                        help="do not time predict.py --video on a 10 s clip (bench_video.py) at each --shapes")
+                        help="do not time predict.py --video on a 10 s clip (benchmarks/video_speed.py) at each --shapes")
     parser.add_argument("--only", default=None,
                         help=f"comma-separated sections to run, the others skipped, from {', '.join(SECTIONS)} "
                              f"(e.g. --only memory reruns the memory tables alone; default: all)")
@@ -418,7 +419,7 @@ def parse_arguments(argv=None):
                              f"{MEMORY_BATCHES}, or --batch_size when given)")
     parser.add_argument("--memory_variants", default=MEMORY_VARIANTS,
                         help=f"comma-separated keras:VARIANT / torch:VARIANT of the peak-memory runs; "
-                             f"keras:VARIANT@GIB caps TensorFlow's CPU allocator at GIB GiB (host_memory.py), e.g. "
+                             f"keras:VARIANT@GIB caps TensorFlow's CPU allocator at GIB GiB (benchmarks/host_memory.py), e.g. "
                              f"keras:fp32_remat@16 (default: {MEMORY_VARIANTS})")
     parser.add_argument("--memory_margin", type=float, default=MEMORY_MARGIN_GIB,
                         help=f"GiB left to other processes: a memory run starts only if its peak, extrapolated from "
@@ -436,8 +437,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run with tiny step counts (steps 2, warm-up 1, 2 pipeline batches, 512 matmul): "
                              "checks that everything runs, the numbers mean nothing")
-    parser.add_argument("--output", default="BENCHMARKS.md",
-                        help="markdown report to write, atomically (default: BENCHMARKS.md)")
+    parser.add_argument("--output", default="docs/BENCHMARKS.md",
+                        help="markdown report to write, atomically (default: docs/BENCHMARKS.md)")
     parser.add_argument("--memory_probe", default=None, metavar="FRAMEWORK:VARIANT",
                         help="internal: run one training run of keras:VARIANT or torch:VARIANT at the first of "
                              "--shapes and print its RSS as JSON (bench.py starts itself this way)")
@@ -604,7 +605,7 @@ def main(argv=None):
     context["others_share"] = others_share(cpu_start, cpu_seconds(), time.perf_counter() - run_start)
     report = render_report(machine, context, matmul, flops, results, pipelines, memories)
     if video_rows:
-        report += ("\n## predict.py --video on a 10 s clip (bench_video.py)\n\n" + bench_video.__doc__.split("\n\n")[1]
+        report += ("\n## predict.py --video on a 10 s clip (benchmarks/video_speed.py)\n\n" + bench_video.__doc__.split("\n\n")[1]
                    + "\n\n" + bench_video.format_rows(video_rows) + "\n")
     print(report)
     write_text(arguments.output, report)

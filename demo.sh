@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash setup.sh
-export TF_CPP_MIN_LOG_LEVEL=2
 PYTHON=.venv/bin/python
 OUT=runs/demo
 # Reduced sizes for a CPU: 112 px frames (7 x 7 maps), 0.5 s of 8 kHz audio, batch 32, no ImageNet weights.

@@ -4,18 +4,19 @@ protocol, and AP / max-F1 / LocAcc on SLAVC's extended test sets; optional objec
 Every test item that has a frame/audio pair in --data_dir and a ground truth in --annotations is scored; items
 of --test_list without a pair (or without an annotation) are counted as missing and listed, not an error.
 
---protocol (every choice it implies is written to metrics.json under "protocol"):
+--protocol (each is one object of evaluation/protocols.py that owns all of these rules and the confidence and
+OGL mixing; every choice it implies is written to metrics.json under "protocol"):
     lvs    (default) the official LVS test.py: shorter side to 224 + centre crop, the checkpoint's audio_seconds
-           from 0 s, cv2 bilinear upsampling, pixels above the median of the min-max map (metrics.py)
+           from 0 s, cv2 bilinear upsampling, pixels above the median of the min-max map (evaluation/metrics.py)
     ezvsl  EZ-VSL / FNAC test.py: Resize((224, 224)) (the whole frame squashed), the middle 3 s of audio,
            F.interpolate(bilinear, align_corners=True), pixels >= sorted(map)[n // 2] of the min-max map
     slavc  as ezvsl with F.interpolate(bicubic, align_corners=True) (SLAVC test.py --relative_prediction)
 --resize crop|squash overrides the protocol's frame transform. VGG-SS and Flickr boxes are fractions of the
 whole frame: with crop, a non-square frame loses its sides, and evaluate.py says so once.
 --extended LIST.csv adds SLAVC's negatives (video's frame with audio's sound, no box) and reports AP, max-F1 and
-LocAcc (extended_metrics.py), overall and per box size. The confidence of an item is SLAVC's: the mean of the top
+LocAcc (evaluation/extended_metrics.py), overall and per box size. The confidence of an item is SLAVC's: the mean of the top
 quarter of the upsampled map scaled from --confidence_range (LVS's S_ii is a cosine: -1 1) to [0, 1].
---ogl ALPHA also scores the object map of an ImageNet ResNet-18 (OBJ) and the mix AV + OGL (object_guidance.py).
+--ogl ALPHA also scores the object map of an ImageNet ResNet-18 (OBJ) and the mix AV + OGL (evaluation/object_guidance.py).
 
 Written to --out_dir (atomically):
     per_item.csv          id, ciou, degenerate, class, kind (positive/negative), video, audio, boxes, area,
@@ -39,6 +40,8 @@ Usage:
     python evaluate.py --checkpoint lvs_flickr.pth.tar --data_dir data/flickr --annotations data/flickr/Annotations \
         --test_list data/metadata/flickr_test.csv --sample_rate native
 """
+
+import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
 
 import argparse
 import csv
@@ -114,7 +117,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--protocol", choices=tuple(protocols.PROTOCOLS), default="lvs",
                         help="lvs (default: crop, the checkpoint's audio from 0 s, cv2 upsampling, LVS median), ezvsl "
                              "(squash, middle 3 s, bilinear F.interpolate, EZ-VSL median) or slavc (ezvsl with bicubic)")
-    parser.add_argument("--resize", choices=("crop", "squash"), default=None,
+    parser.add_argument("--resize", choices=protocols.RESIZES, default=None,
                         help="override the protocol's frame transform: crop (shorter side + centre crop, LVS) or squash "
                              "(the whole frame to a square, EZ-VSL)")
     parser.add_argument("--sample_rate", type=sample_rate, default=None,
@@ -295,18 +298,17 @@ def count_text(total, negatives):
     return f"{total - negatives} item(s)" + (f" + {negatives} negative pair(s)" if negatives else "")
 
 
-def compute_maps(arguments, spec, resize, pairs, negatives=0):
+def compute_maps(arguments, protocol, pairs, negatives=0):
     """The raw maps of every pair (the model's, or the baseline's fixed map) and how they were read.
 
     Args:
         arguments: the parsed flags.
-        spec: protocols.PROTOCOLS[arguments.protocol].
-        resize: "crop" or "squash".
+        protocol: the protocols.Protocol of --protocol, with --resize applied.
         pairs: positives then negatives (preprocessing.Pair).
         negatives: how many of pairs are negatives (for the printout).
 
     Returns:
-        (maps, failures, settings, label, warnings): maps and failures as evaluation_maps.model_maps; settings the
+        (maps, failures, settings, label, warnings): maps and failures as evaluation.maps.model_maps; settings the
         preprocessing that ran (None for a baseline); label what was scored; warnings about the audio.
     """
     if not arguments.checkpoint:
@@ -318,21 +320,21 @@ def compute_maps(arguments, spec, resize, pairs, negatives=0):
     settings = dict(model.settings)
     if arguments.sample_rate is not None:
         settings["sample_rate"] = arguments.sample_rate
-    if spec["audio_seconds"] is not None:
-        settings["audio_seconds"] = spec["audio_seconds"]
+    if protocol.audio_seconds is not None:
+        settings["audio_seconds"] = protocol.audio_seconds
     try:
         settings = preprocessing.check_settings(settings)
         mapper = object_guidance.ObjectMapper(arguments.image_weights) if arguments.ogl is not None else None
     except ValueError as error:
         fail(error)
     label = f"checkpoint {arguments.checkpoint}"
-    print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with {label}, protocol {arguments.protocol}, "
-          f"--resize {resize}")
+    print(f"scoring {count_text(len(pairs), negatives)} of {arguments.data_dir} with {label}, protocol {protocol.name}, "
+          f"--resize {protocol.resize}")
     with Watchdog(arguments.stall_timeout, log_path=os.path.join(arguments.out_dir, "stall.log"),
                   what="evaluation") as stall_watchdog:
         stall_watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)  # the first batch traces the forward
-        maps, failures, durations = model_maps(model, pairs, settings, spec["audio_window"], arguments.batch_size,
-                                               resize=resize, object_mapper=mapper, on_progress=stall_watchdog.tick)
+        maps, failures, durations = model_maps(model, pairs, settings, protocol, arguments.batch_size,
+                                               object_mapper=mapper, on_progress=stall_watchdog.tick)
     tiled = tiling_warning(durations, settings["audio_seconds"])
     return maps, failures, settings, label, [tiled] if tiled else []
 
@@ -340,12 +342,11 @@ def compute_maps(arguments, spec, resize, pairs, negatives=0):
 def main(argv=None):
     arguments = parse_arguments(argv)
     check_paths(arguments)
-    spec = dict(protocols.PROTOCOLS[arguments.protocol])
-    resize = arguments.resize or spec["resize"]
+    protocol = protocols.PROTOCOLS[arguments.protocol].with_resize(arguments.resize)
     annotations, pairs, missing, negative_rows, negatives, missing_negatives = read_items(arguments)
     inconsistent = inconsistent_rows(negative_rows)
-    warnings = [message for message in [frame_shape_warning(pairs, resize, annotations)] if message]
-    maps, failures, settings, label, audio_warnings = compute_maps(arguments, spec, resize, pairs + negatives, len(negatives))
+    warnings = [message for message in [frame_shape_warning(pairs, protocol.resize, annotations)] if message]
+    maps, failures, settings, label, audio_warnings = compute_maps(arguments, protocol, pairs + negatives, len(negatives))
     warnings += audio_warnings
     for message in warnings:
         print(f"warning: {message}", file=sys.stderr)
@@ -365,8 +366,8 @@ def main(argv=None):
     kinds = {name: "positive" for name in positives}
     kinds.update({name: "negative" for name in scored_negatives})
     if arguments.checkpoint:
-        rows = score_items(maps, positives + scored_negatives, ground_truths, spec, arguments.confidence_range,
-                           arguments.ogl, arguments.protocol)
+        rows = score_items(maps, positives + scored_negatives, ground_truths, protocol, arguments.confidence_range,
+                           arguments.ogl)
     else:
         rows = baseline_scores(positives + scored_negatives, ground_truths)
     row_reports = {row: row_report(scores, positives, scored_negatives, bool(negative_rows), box_counts, areas)
@@ -399,8 +400,7 @@ def main(argv=None):
         "data_dir": arguments.data_dir,
         "annotations": arguments.annotations,
         "test_list": arguments.test_list,
-        "protocol": dict(spec, name=arguments.protocol, resize=resize,
-                         audio_seconds=settings["audio_seconds"] if settings else None,
+        "protocol": dict(protocol.describe(), audio_seconds=settings["audio_seconds"] if settings else None,
                          sample_rate=settings["sample_rate"] if settings else None,
                          confidence_range=list(arguments.confidence_range)),
         "warnings": warnings,
@@ -427,14 +427,14 @@ def main(argv=None):
         curves = {ROWS[row]: (numbers["precision_recall"]["recall"], numbers["precision_recall"]["precision"],
                               numbers["ap"]) for row, numbers in row_reports.items()}
         draw_precision_recall(curves, os.path.join(out_dir, PRECISION_RECALL_FILE),
-                              f"{label}\n{arguments.extended}, protocol {arguments.protocol}")
+                              f"{label}\n{arguments.extended}, protocol {protocol.name}")
         outputs.append(PRECISION_RECALL_FILE)
     if arguments.figures:
         chosen = spread_over_scores(cious, arguments.figures)
         figure_maps = {name: (maps[name]["similarity"], maps[name]["positive_mask"]) for name in positives}
         image_size = settings["image_size"] if settings else metrics.MAP_SIZE
         figures = save_overlays(chosen, {pair.name: pair for pair in pairs}, figure_maps, cious, annotations,
-                                set(degenerate), image_size, os.path.join(out_dir, FIGURES_FOLDER), label, resize)
+                                set(degenerate), image_size, os.path.join(out_dir, FIGURES_FOLDER), label, protocol.resize)
         outputs.append(f"{len(figures)} figure(s) in {FIGURES_FOLDER}/")
 
     print_results(report, row_reports, summary, outputs, inconsistent, out_dir)

@@ -21,6 +21,8 @@ Usage:
     model = load_checkpoint("runs/demo/model.keras")      # or an official LVS .pth.tar
 """
 
+import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
+
 import argparse
 import os
 import sys
@@ -59,13 +61,13 @@ class LVSModel(keras.Model):
         sample_rate: rate every wav is resampled to, or "native": every file at its own rate (preprocessing setting).
         audio_seconds: audio length after tiling (preprocessing setting).
         eps_pos, eps_neg, tau, temperature, hard_negatives, trimap: the loss settings (loss.lvs_loss).
-        remat: recompute the towers' activations in the backward pass of training (remat.py: less memory, the
+        remat: recompute the towers' activations in the backward pass of training (training/remat.py: less memory, the
             same loss and gradients, about one more forward pass of compute).
     """
 
     stock_layers = False  # towers of stock Keras layers (resnet18.build_resnet18); bench.py's comparison only
     remat_stems = True  # recompute the stems in the backward pass even without remat (bench.py measures without)
-    # Segments (remat.py) each tower recomputes with remat: the stem and layer1 to layer3. layer4 (stride 1) holds
+    # Segments (training/remat.py) each tower recomputes with remat: the stem and layer1 to layer3. layer4 (stride 1) holds
     # 56 % of the FLOPs at the paper's shapes on the smallest maps, so it keeps its activations. None: all nine.
     remat_segments = 7
     # With remat, the stems run this many samples at a time (remat.stem_in_chunks): their maps are the largest.
@@ -156,7 +158,7 @@ class LVSModel(keras.Model):
                 if isinstance(layer, keras.layers.BatchNormalization)]
 
     def rematerialised_segments(self):
-        """How many segments of each tower (remat.py) recompute their forward in the backward pass of training.
+        """How many segments of each tower (training/remat.py) recompute their forward in the backward pass of training.
 
         With remat, remat_segments (the stem and layer1 to layer3); otherwise the stems (conv1, bn1, relu,
         maxpool: the largest maps, 2 % of the compute), except where BatchNorm is synchronised across replicas or

@@ -13,6 +13,8 @@ Usage:
     (--save_heatmaps also writes NAME.npy, the raw h x w S_ii map, float32, before any upsampling)
 """
 
+import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
+
 import argparse
 import collections
 import os

@@ -26,6 +26,8 @@ In Python:
     feature_map = trunk(frames, training=False)  # B x 224 x 224 x 3 -> B x 14 x 14 x 512
 """
 
+import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
+
 import argparse
 import hashlib
 import os
@@ -76,7 +78,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         **kwargs: keras.layers.BatchNormalization arguments.
     """
 
-    # Whether a training call moves the running statistics. remat.py turns it off while the backward pass
+    # Whether a training call moves the running statistics. training/remat.py turns it off while the backward pass
     # recomputes a block's forward, so the statistics move once per step, as without rematerialisation.
     update_statistics = True
 

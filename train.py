@@ -14,6 +14,8 @@ Usage:
         --audio_seconds 1 --batch_size 32 --lr 3e-4 --epochs 12 --image_weights none
 """
 
+import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
+
 import argparse
 import csv
 import io
@@ -74,7 +76,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--steps_per_epoch", type=positive_int, default=None, help="steps per epoch (default: one pass over the pairs)")
     parser.add_argument("--deterministic", action="store_true", help="repeatable run: the same --seed gives the same numbers on the same machine (TensorFlow op determinism, ordered data loading; somewhat slower)")
     parser.add_argument("--mixed_precision", action="store_true", help="compute in bfloat16 on CPU / float16 with loss scaling on GPU; variables and the loss stay float32")
-    parser.add_argument("--remat", action="store_true", help="recompute the towers' activations in the backward pass, the stems a chunk of samples at a time: at the paper's shapes about 36 MiB a sample instead of 96 (batch 256 fits in about 13 GiB) for 1.14-1.20x the time per sample, the same loss and gradients (remat.py; numbers in BENCHMARKS.md)")
+    parser.add_argument("--remat", action="store_true", help="recompute the towers' activations in the backward pass, the stems a chunk of samples at a time: at the paper's shapes about 36 MiB a sample instead of 96 (batch 256 fits in about 13 GiB) for 1.14-1.20x the time per sample, the same loss and gradients (training/remat.py; numbers in docs/BENCHMARKS.md)")
     parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"), default="none",
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
                              "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")

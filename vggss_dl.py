@@ -20,7 +20,7 @@ Run:
     python vggss_dl.py --out_dir data/vggss --from_videos /data/VGGSound/video
 
 Test items stay out of training sets: a --train_list is built without the items of the shipped test lists
-(VGG-SS and the heard/unheard tests; held_out.py, item_lists.py). The run prints how many were left out and writes their names to
+(VGG-SS and the heard/unheard tests; downloading/held_out.py, downloading/item_lists.py). The run prints how many were left out and writes their names to
 OUT_DIR/excluded_test_items.txt; --allow_test_overlap keeps them (the lists as published).
 
 Long runs: a rerun skips finished pairs and redoes unfinished ones. Each file is written under a temporary name and
@@ -31,7 +31,7 @@ removed, http_404, timeout, rate_limited, ffmpeg, ...) and are tried again only 
 errors (rate limiting, timeouts, network, HTTP 403/5xx) are retried with exponential backoff first; rate limiting
 pauses every worker. An item that takes longer than --item_timeout (a server that trickles) fails with reason
 timeout. yt-dlp and ffmpeg run as child processes that are killed with the run, even by kill -9
-(child_processes.py). The end prints a summary and writes OUT_DIR/manifest.csv, the finished pairs of the list.
+(downloading/child_processes.py). The end prints a summary and writes OUT_DIR/manifest.csv, the finished pairs of the list.
 
 --from_videos DIR cuts the same pairs from clips already on disk, named like the VGGSound archives:
 ID_START.mp4 or ID_000START.mp4 (any folder depth, also .mkv/.webm/.avi/.mov/.m4v). Assumption: such a clip is the

@@ -54,7 +54,7 @@ def peak_rss(source):
 def parse_specification(specification):
     """Split "keras:VARIANT", "keras:VARIANT@GIB" or "torch:VARIANT" into (framework, variant, cap in GiB or None).
 
-    VARIANT@GIB is the variant with TensorFlow's CPU allocator capped at GIB GiB (host_memory.py).
+    VARIANT@GIB is the variant with TensorFlow's CPU allocator capped at GIB GiB (benchmarks/host_memory.py).
     Raises ValueError for a cap that is not a number.
     """
     framework, _, rest = specification.partition(":")

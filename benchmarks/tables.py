@@ -1,4 +1,4 @@
-"""The tables of bench.py: BENCHMARKS.md from its measurements (no measuring here).
+"""The tables of bench.py: docs/BENCHMARKS.md from its measurements (no measuring here).
 
 bench.py measures (throughput, the input pipeline, peak memory) and hands its result dicts to render_report, which
 writes the markdown: the machine, the settings, the tables, what each option gained and the targets met or not.
@@ -351,8 +351,8 @@ def memory_parts(memories, context):
         "Variants: `fp32` = train.py without flags (the stems, conv1 + bn1 + relu + maxpool, recomputed in the "
         "backward pass), `fp32_no_remat` = nothing recomputed (what the towers kept before), `fp32_remat` = "
         "train.py --remat (the BasicBlocks of layer1 to layer3 recomputed with keras.remat, the stems recomputed in "
-        "chunks of 32 samples, forward and backward: remat.py), `fp32_remat@16` (if asked for) = "
-        "it with TensorFlow's CPU allocator capped at 16 GiB (TF_MKL_ALLOC_MAX_BYTES, host_memory.py: without a cap "
+        "chunks of 32 samples, forward and backward: training/remat.py), `fp32_remat@16` (if asked for) = "
+        "it with TensorFlow's CPU allocator capped at 16 GiB (TF_MKL_ALLOC_MAX_BYTES, benchmarks/host_memory.py: without a cap "
         "it grows in doubling regions and keeps them, so its peak runs above the tensors in use at large batches, by "
         "an amount that varies between runs; a cap near the need can crash TensorFlow instead of raising, so "
         "train.py does not offer it), "
@@ -377,7 +377,7 @@ def memory_parts(memories, context):
 
 
 def render_report(machine, context, matmul, flops, results, pipelines, memories):
-    """The whole BENCHMARKS.md text.
+    """The whole docs/BENCHMARKS.md text.
 
     Args:
         machine: machine_description().

@@ -2,7 +2,7 @@
 
 It is the reference the Keras model is checked against (tests) and timed against (bench.py). The towers are
 torchvision ResNet-18s; the audio tower's first conv takes 1 channel (the official checkpoint calls it
-conv1_a). The loss follows RECIPE.md with the j == i easy negative excluded outright, like loss.py.
+conv1_a). The loss follows the paper's equations (loss.py) with the j == i easy negative excluded outright, like loss.py.
 
 Import it before TensorFlow (torchvision segfaults when imported after TensorFlow in one process).
 
@@ -26,7 +26,7 @@ def torch_resnet18_trunk(input_channels=3, layer4_stride=1, checkpoint=0):
         input_channels: 3 for frames, 1 for spectrograms.
         layer4_stride: 1 (LVS) or 2 (torchvision).
         checkpoint: while gradients are recorded, run this many segments (the stem, then the eight BasicBlocks:
-            remat.py's segments), from the first, under torch.utils.checkpoint: only each one's input is kept, its
+            training/remat.py's segments), from the first, under torch.utils.checkpoint: only each one's input is kept, its
             forward runs again in the backward pass (BatchNorm's running statistics then move in both runs, as
             torch.utils.checkpoint does).
 

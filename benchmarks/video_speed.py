@@ -11,8 +11,8 @@ them), and measures:
 Measurement only: nothing here asserts a speed. Other processes on the machine slow it down; rerun to compare.
 
 Usage:
-    python bench_video.py                           # both shapes, default --heatmap_fps
-    python bench_video.py --shapes paper --heatmap_fps 2
+    python -m benchmarks.video_speed                # both shapes, default --heatmap_fps
+    python -m benchmarks.video_speed --shapes paper --heatmap_fps 2
     from benchmarks.video_speed import video_rows               # rows for bench.py's report
 """
 

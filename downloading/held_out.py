@@ -8,7 +8,7 @@ and evaluate.py says when a checkpoint's training run saw the items it scores.
 Usage:
     from downloading.held_out import test_names, overlapping_names
     names = overlapping_names(["zpWuikVorYg_000032", "abc_000001"])     # -> ["zpWuikVorYg_000032"]
-    python held_out.py data/metadata/vggss_144k.txt                     # counts, per test list
+    python -m downloading.held_out data/metadata/vggss_144k.txt                     # counts, per test list
 """
 
 import argparse

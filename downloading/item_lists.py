@@ -150,7 +150,7 @@ def load_train_list(path, split="train"):
                 entry = line.split(",")[0].strip()
                 if entry.isdigit():
                     raise ValueError(f"{path}: {entry!r} is a Flickr-SoundNet id, not a VGGSound name: vggss_dl.py "
-                                     "builds VGGSound sets (python held_out.py FILE counts a Flickr list's test items)")
+                                     "builds VGGSound sets (python -m downloading.held_out FILE counts a Flickr list's test items)")
                 video_id, start_seconds = parse_item_name(entry)
                 class_name = ""
         except (ValueError, csv.Error) as error:

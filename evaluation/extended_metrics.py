@@ -19,7 +19,8 @@ precision = TP / (TP + FP) and recall = TP / (TP + FN), both 1 when their denomi
   in [0, 32^2), [32^2, 96^2), [96^2, 144^2), [144^2, 10000^2): small, medium, large, huge. Buckets hold
   positives only, as in SLAVC.
 - confidence (SLAVC test.py): the map scaled from a fixed range [low, high] to [0, 1] (not min-max), then the
-  mean of its largest n // 4 values.
+  mean of its largest n // 4 values. The rule is a protocol's (protocols.py: fixed_range_scale, top_quarter_mean,
+  Protocol.confidence, re-exported here); confidence() below applies it to one map.
 
 Usage:
     from evaluation.extended_metrics import confidence, summarise_extended
@@ -29,40 +30,13 @@ Usage:
 
 import numpy as np
 
+from evaluation.protocols import fixed_range_scale, top_quarter_mean  # noqa: F401  (re-exported: the confidence rule)
+
 CIOU_THRESHOLD = 0.5
 ALWAYS_DETECTED = -1000  # SLAVC's confidence threshold under which every item counts as detected
 AP_STEPS = 200
 F1_STEPS = 10
 SIZE_BUCKETS = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 144**2), "huge": (144**2, 10000**2)}
-
-
-def fixed_range_scale(values, low, high):
-    """(values - low) / (high - low): SLAVC's min_max_norm with fixed bounds (not the map's own min and max).
-
-    Args:
-        values: array of any shape.
-        low, high: the range that maps to 0 and 1 (LVS's cosine map: -1 and 1; SLAVC's S / tau: -1/tau, 1/tau).
-
-    Returns:
-        float64 array of the same shape.
-
-    Raises:
-        ValueError: if high <= low or either is not finite.
-    """
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(f"the confidence range must be two finite numbers low < high, got {low}, {high}")
-    return (np.asarray(values, dtype=np.float64) - low) / (high - low)
-
-
-def top_quarter_mean(scaled_map):
-    """SLAVC's confidence of an already scaled map: np.sort(map.flatten())[-n // 4:].mean().
-
-    Note -n // 4 is (-n) // 4 in Python, so for n not divisible by 4 it keeps ceil(n / 4) values, as SLAVC does.
-    """
-    values = np.asarray(scaled_map, dtype=np.float64).ravel()
-    if values.size == 0:
-        raise ValueError("an empty map has no confidence")
-    return float(np.sort(values)[-values.size // 4:].mean())
 
 
 def confidence(upsampled_map, low=-1.0, high=1.0):

@@ -1,14 +1,15 @@
 """The maps evaluate.py scores: a model's S_ii (and the object map for OGL) for every pair, read as a protocol says.
 
-Each pair is read with preprocessing's primitives: the frame by load_frame(resize=crop|squash), the audio by
-read_audio at the chosen rate (an int, or "native": each file at its own rate), then the protocol's window
-(LVS: from 0 s; EZ-VSL: the middle audio_seconds) and prepare_waveform (tiled if shorter, cut, clipped: the
-training rule). Batches hold one sample rate each, as training's do. A pair that fails to decode is named and
-skipped, never fatal.
+Each pair is read as a protocols.Protocol says, with preprocessing's primitives: the frame by
+load_frame(resize=protocol.resize, crop or squash), the audio by read_audio at the chosen rate (an int, or "native":
+each file at its own rate), then the protocol's window (protocol.window; LVS: from 0 s; EZ-VSL: the middle
+audio_seconds) and prepare_waveform (tiled if shorter, cut, clipped: the training rule). Batches hold one sample
+rate each, as training's do. A pair that fails to decode is named and skipped, never fatal.
 
 Usage:
     from evaluation.maps import model_maps
-    maps, failures, durations = model_maps(model, pairs, settings, "start", 16)
+    from evaluation.protocols import PROTOCOLS
+    maps, failures, durations = model_maps(model, pairs, settings, PROTOCOLS["lvs"], 16)
 """
 
 import concurrent.futures
@@ -20,7 +21,6 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline import preprocessing
-from evaluation import protocols
 
 LOADING_THREADS = min(4, os.cpu_count() or 1)
 
@@ -32,20 +32,20 @@ class LoadedItem:
         self.name, self.frame, self.waveform, self.rate, self.seconds = name, frame, waveform, rate, seconds
 
 
-def load_item(pair, settings, window, resize):
+def load_item(pair, settings, protocol):
     """Decode one pair as the protocol reads it.
 
     Args:
         pair: preprocessing.Pair.
         settings: {"image_size", "sample_rate" (int or "native"), "audio_seconds"}.
-        window: "start" or "centre" (protocols.audio_window).
-        resize: "crop" or "squash".
+        protocol: the protocols.Protocol whose frame transform (resize) and audio window (window) apply.
 
     Returns:
         A LoadedItem (seconds: the file's duration, the length tiling starts from).
     """
-    frame = preprocessing.load_frame(pair.image_path, settings["image_size"], resize=resize)
-    if window == "start":  # exactly preprocessing.load_waveform, the training rule; the header gives the length
+    frame = preprocessing.load_frame(pair.image_path, settings["image_size"], resize=protocol.resize)
+    # from 0 s: exactly preprocessing.load_waveform, the training rule, and the header gives the length
+    if protocol.audio_window == "start":
         samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"],
                                                  max_seconds=settings["audio_seconds"])
         header = preprocessing.audio_info(pair.audio_path)  # AudioInfo(rate, frames, ...)
@@ -53,22 +53,22 @@ def load_item(pair, settings, window, resize):
     else:  # the middle of the file needs all of it
         samples, rate = preprocessing.read_audio(pair.audio_path, settings["sample_rate"])
         seconds = samples.shape[0] / rate
-    selected = protocols.audio_window(samples, rate, settings["audio_seconds"], window)
+    selected = protocol.window(samples, rate, settings["audio_seconds"])
     waveform = preprocessing.prepare_waveform(selected, rate, settings["audio_seconds"])
     return LoadedItem(pair.name, frame, waveform, rate, seconds)
 
 
-def _load_or_none(pair, settings, window, resize, failures):
+def _load_or_none(pair, settings, protocol, failures):
     """load_item, or None with the reason kept in failures (a corrupt file is reported and skipped, never fatal)."""
     try:
-        return load_item(pair, settings, window, resize)
+        return load_item(pair, settings, protocol)
     except Exception as error:
         failures[pair.name] = f"{pair.image_path} / {pair.audio_path}: {type(error).__name__}: {error}"
         print(f"warning: skipped {pair.name}: {failures[pair.name]}", file=sys.stderr)
         return None
 
 
-def _batches(pairs, settings, window, resize, batch_size, failures):
+def _batches(pairs, settings, protocol, batch_size, failures):
     """Lists of LoadedItem of one rate, at most batch_size long; failures collects "path: reason" by name.
 
     Pairs are decoded by a few threads (PIL and libsndfile release the GIL), a bounded chunk at a time.
@@ -77,7 +77,7 @@ def _batches(pairs, settings, window, resize, batch_size, failures):
     chunk = 4 * batch_size
     with concurrent.futures.ThreadPoolExecutor(max_workers=LOADING_THREADS) as executor:
         for start in range(0, len(pairs), chunk):
-            loaded = executor.map(lambda pair: _load_or_none(pair, settings, window, resize, failures),
+            loaded = executor.map(lambda pair: _load_or_none(pair, settings, protocol, failures),
                                   pairs[start:start + chunk])
             for item in loaded:
                 if item is None:
@@ -89,17 +89,16 @@ def _batches(pairs, settings, window, resize, batch_size, failures):
     yield from pending.values()
 
 
-def model_maps(model, pairs, settings, window, batch_size, resize="crop", object_mapper=None,
-               description="scoring", on_progress=None):
+def model_maps(model, pairs, settings, protocol, batch_size, object_mapper=None, description="scoring",
+               on_progress=None):
     """The raw maps of every pair that decodes.
 
     Args:
         model: an LVSModel.
         pairs: list of preprocessing.Pair (a negative pair's frame and audio come from different clips).
         settings: the preprocessing settings to read with (the checkpoint's, maybe with sample_rate overridden).
-        window: "start" or "centre".
+        protocol: the protocols.Protocol to read with (its resize and audio window).
         batch_size: pairs per forward pass.
-        resize: "crop" or "squash".
         object_mapper: an object_guidance.ObjectMapper to also compute object maps, or None.
         description: the progress bar's label.
         on_progress: called with a progress text after every batch (evaluate.py ticks its watchdog), or None.
@@ -111,7 +110,7 @@ def model_maps(model, pairs, settings, window, batch_size, resize="crop", object
     forward = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
     maps, failures, durations = {}, {}, {}
     with tqdm(total=len(pairs), desc=description, unit="pair") as progress:
-        for batch in _batches(pairs, settings, window, resize, batch_size, failures):
+        for batch in _batches(pairs, settings, protocol, batch_size, failures):
             rate = batch[0].rate
             frames = np.stack([item.frame for item in batch])  # batch x S x S x 3
             waveforms = np.stack([item.waveform for item in batch])  # batch x samples

@@ -1,31 +1,33 @@
-"""Object-guided localisation (OGL, EZ-VSL / SLAVC test.py): mix the audio-visual map with an object map.
+"""Object-guided localisation (OGL, EZ-VSL / SLAVC test.py): the object map that is mixed with the audio-visual map.
 
 The object map comes from an ImageNet ResNet-18 (torchvision's layout, layer4 at its usual stride 2, so a 224 x 224
-frame gives 7 x 7 x 512): the mean over channels of |layer4| (EZ-VSL's NormReducer), a 7 x 7 map. Like the
-audio-visual map it is upsampled by the protocol, then
-- slavc / lvs: both maps scaled from fixed ranges ([-1, 1] for LVS's cosine map, [0, 2.5] for the object map,
-  SLAVC test.py's obj_min, obj_max) and mixed: alpha * av + (1 - alpha) * obj;
-- ezvsl: both maps min-max normalised (utils.normalize_img) and mixed the same way, then normalised again.
+frame gives 7 x 7 x 512): the mean over channels of |layer4| (EZ-VSL's NormReducer), a 7 x 7 map. How it is
+scored is the protocol's (protocols.py: Protocol.score_item with an object map): like the audio-visual map it is
+upsampled by the protocol, then mixed by the protocol's rule (Protocol.mix_object):
+- slavc / lvs ("ranges"): both maps scaled from fixed ranges ([-1, 1] for LVS's cosine map, [0, 2.5] for the
+  object map, SLAVC test.py's obj_min, obj_max) and mixed: alpha * av + (1 - alpha) * obj;
+- ezvsl ("min_max"): both maps min-max normalised (utils.normalize_img) and mixed the same way, then normalised again.
 The mixed map is thresholded by the protocol's rule like any map. alpha = 0.4 in both papers.
+mix and scale_object here are those rules under their earlier names.
 
 Usage:
     from evaluation.object_guidance import ObjectMapper, mix
+    from evaluation.protocols import PROTOCOLS
     mapper = ObjectMapper("weights/resnet18_imagenet.weights.h5")
-    object_maps = mapper(frames)                           # batch x 7 x 7
-    mixed = mix(av_large, object_large, 0.4, "ezvsl")      # 224 x 224
+    object_maps = mapper(frames)                                             # batch x 7 x 7
+    scores = PROTOCOLS["ezvsl"].score_item(similarity_map, ground_truth, (-1.0, 1.0), object_maps[0], alpha=0.4)
+    mixed = mix(av_large, object_large, 0.4, "ezvsl")                        # 224 x 224, the rule alone
 """
 
 import os
 
 import numpy as np
 
-from evaluation import extended_metrics
 from evaluation import protocols
+from evaluation.protocols import AUDIO_VISUAL_RANGE, OBJECT_RANGE  # noqa: F401  (their earlier home)
 import resnet18
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "resnet18_imagenet.weights.h5")
-OBJECT_RANGE = (0.0, 2.5)  # SLAVC test.py: obj_min, obj_max
-AUDIO_VISUAL_RANGE = (-1.0, 1.0)  # LVS's S_ii is a cosine
 
 
 class ObjectMapper:
@@ -52,25 +54,26 @@ class ObjectMapper:
 
 
 def mix(audio_visual_map, object_map, alpha, protocol, audio_visual_range=AUDIO_VISUAL_RANGE):
-    """The AV + OGL map of one item (both maps already upsampled to 224 x 224).
+    """The AV + OGL map of one item (both maps already upsampled to 224 x 224): protocol.mix_object.
 
     Args:
         audio_visual_map: the upsampled cosine map.
         object_map: the upsampled object map.
         alpha: the weight of the audio-visual map (0.4 in EZ-VSL and SLAVC).
-        protocol: "ezvsl" (min-max both, mix, min-max: EZ-VSL test.py) or "lvs" / "slavc" (both scaled from fixed
-            ranges, then mixed: SLAVC test.py).
+        protocol: a protocols.Protocol, or its name: "ezvsl" (min-max both, mix, min-max: EZ-VSL test.py) or
+            "lvs" / "slavc" (both scaled from fixed ranges, then mixed: SLAVC test.py).
         audio_visual_range: the fixed range of the audio-visual map (LVS's cosine: -1, 1).
 
     Returns:
         224 x 224 float64 map.
     """
-    if protocol == "ezvsl":
-        return protocols.min_max(alpha * protocols.min_max(audio_visual_map) + (1 - alpha) * protocols.min_max(object_map))
-    scaled = extended_metrics.fixed_range_scale(audio_visual_map, *audio_visual_range)
-    return alpha * scaled + (1 - alpha) * scale_object(object_map)
+    if isinstance(protocol, str):
+        if protocol not in protocols.PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r} (expected one of {tuple(protocols.PROTOCOLS)})")
+        protocol = protocols.PROTOCOLS[protocol]
+    return protocol.mix_object(audio_visual_map, object_map, alpha, audio_visual_range)
 
 
 def scale_object(upsampled_map):
-    """The object map from SLAVC's fixed range [0, 2.5] to [0, 1]."""
-    return extended_metrics.fixed_range_scale(upsampled_map, *OBJECT_RANGE)
+    """The object map from SLAVC's fixed range [0, 2.5] to [0, 1] (protocols.scale_object)."""
+    return protocols.scale_object(upsampled_map)

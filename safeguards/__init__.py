@@ -1,10 +1,12 @@
-"""What keeps a run from ending in a traceback, a hang or lost work: checked arguments, a locked run folder,
-atomic writes and a watchdog.
+"""What the scripts run with so that a run behaves: checked arguments, a quiet start, a locked run folder, atomic
+writes and a watchdog (no traceback for bad input, no noise, no hang, no lost work).
 
 - arguments.py: argparse value types that turn bad input into one usage line (positive_int, sample_rate, ...).
 - atomic.py: write a file through a temporary name and os.replace, so an interrupted run never leaves half a file.
+- quiet_tensorflow.py: imports TensorFlow with its C++ start-up lines (absl, oneDNN, CUDA probing, CPU features)
+  kept off the terminal and every other line passed on; each script that uses TensorFlow imports it first.
 - run_folder.py: train.py's --out_dir: checked before any work, locked to one run, its checkpoints listed.
 - watchdog.py: a thread that dumps every stack and exits when no step completes for too long.
 
-May import: nothing of the project (the standard library only).
+May import: nothing of the project (the standard library only; quiet_tensorflow.py also tensorflow).
 """

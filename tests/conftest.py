@@ -1,4 +1,5 @@
-"""pytest setup: the project's root on sys.path, quiet TensorFlow, the shipped metadata folder (data/metadata) as a fixture."""
+"""pytest setup: the project's root on sys.path, quiet TensorFlow, other libraries' known warnings filtered (so a new
+warning of ours stands out), the shipped metadata folder (data/metadata) as a fixture."""
 
 import os
 import sys
@@ -15,6 +16,20 @@ import torchvision  # noqa: E402,F401
 import pytest  # noqa: E402
 
 METADATA = PROJECT / "data" / "metadata"
+
+# Warnings raised inside other libraries about their own code, each by its message and the module that raises it
+# (pytest's "action:message:category:module"). Nothing of ours: a warning from our modules still shows.
+LIBRARY_WARNINGS = (
+    # Keras' TensorFlow backend converts tensors with np.array(EagerTensor); TensorFlow's __array__ takes no `copy`,
+    # so NumPy 2 warns on every conversion (thousands a run). Keras' and TensorFlow's to fix, not ours.
+    r"ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning:"
+    r"keras\.src\.backend\.tensorflow\.core",
+)
+
+
+def pytest_configure(config):
+    for line in LIBRARY_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""bench.py, bench_report.py, bench_memory.py: FLOP counts, the tables, the CLI, the memory guard, a --quick run.
+"""bench.py, benchmarks/tables.py, benchmarks/memory.py: FLOP counts, the tables, the CLI, the memory guard, a --quick run.
 
 No timing is asserted: only that the numbers are computed, tabulated and written.
 """
@@ -299,14 +299,14 @@ def test_others_share_subtracts_this_process():
 
 
 def test_video_section_times_predict_video_and_the_pytorch_forward(tmp_path):
-    # bench.py --only video: a real 10 s clip through `predict.py --video` (bench_video.py) at demo shapes.
+    # bench.py --only video: a real 10 s clip through `predict.py --video` (benchmarks/video_speed.py) at demo shapes.
     output = tmp_path / "V.md"
     command = [sys.executable, str(PROJECT / "bench.py"), "--only", "video", "--shapes", "demo", "--output", str(output)]
     completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert completed.returncode == 0, completed.stderr[-2000:]
     report = output.read_text()
-    assert "## predict.py --video on a 10 s clip (bench_video.py)" in report
+    assert "## predict.py --video on a 10 s clip (benchmarks/video_speed.py)" in report
     row = next(line.split(" | ") for line in report.splitlines() if line.startswith("| demo | 4 |"))
     assert row[2:4] == ["250", "40"]  # 10 s at 25 fps, maps at the default 4 per second
     assert float(row[4].rstrip(" s")) > 0 and float(row[5]) > 0 and float(row[6]) > 0 and float(row[7]) > 0

@@ -232,6 +232,7 @@ def test_lvs_protocol_maps_are_the_training_pipelines(tmp_path):
     # evaluate.py reads pairs itself (windows, native rates); under the lvs protocol it must see what
     # preprocessing.make_dataset (training, predict.py) feeds the model
     from evaluation.maps import model_maps
+    from evaluation.protocols import LVS
     from predict import predict_maps
 
     data = tmp_path / "data"
@@ -240,7 +241,7 @@ def test_lvs_protocol_maps_are_the_training_pipelines(tmp_path):
     write_pair(data, "c", rate=16000, seconds=0.6, seed=3)
     pairs, _ = preprocessing.find_pairs(str(data))
     model = build_model(image_weights="none", image_size=64, sample_rate=16000, audio_seconds=0.5)
-    maps, failures, durations = model_maps(model, pairs, model.settings, "start", batch_size=2)
+    maps, failures, durations = model_maps(model, pairs, model.settings, LVS, batch_size=2)
     assert failures == {} and durations == pytest.approx({"a": 0.3, "b": 1.0, "c": 0.6})
     for name, _, similarity, mask in predict_maps(model, pairs, batch_size=2):
         np.testing.assert_allclose(maps[name]["similarity"], similarity, atol=1e-5)

@@ -1,8 +1,8 @@
-"""extended_metrics.py: hand-computed AP / max-F1 / LocAcc / buckets, and a transcription check against SLAVC.
+"""extended_metrics.py: hand-computed AP / max-F1 / LocAcc / buckets, and the recorded outputs of SLAVC's code.
 
-The reference below is stoneMo/SLAVC utils.py (EvaluatorFull.calc_precision_recall, calc_ap, the F1 lines of
-finalize_stats, filter_subset's size buckets) and test.py (the confidence), transcribed with only the class
-wrapper, the asserts and the print removed.
+The references are stoneMo/SLAVC utils.py (EvaluatorFull: calc_precision_recall, calc_ap, cal_auc, filter_subset's
+size buckets, finalize_stats with its F1 lines) and test.py (the confidence), run once outside this repository on
+seeded item lists: tests/fixtures/reference_outputs/slavc_evaluator_full.json and slavc_test_py.json.
 """
 
 import math
@@ -10,61 +10,14 @@ import math
 import numpy as np
 import pytest
 
+import reference_outputs
 from evaluation import extended_metrics
+from evaluation import metrics
 from evaluation.extended_metrics import average_precision, confidence, f1_scores, precision_recall, summarise_extended
 
 
-# ---- SLAVC, utils.py (EvaluatorFull), transcribed -------------------------------------------------------------
-def slavc_calc_precision_recall(bb_list, ciou_list, confidence_list, confidence_thr, ciou_thr=0.5):
-    true_pos, false_pos, false_neg = 0, 0, 0
-    for bb, ciou, confidence in zip(bb_list, ciou_list, confidence_list):
-        if bb == 0:
-            if confidence >= confidence_thr:
-                false_pos += 1
-        else:
-            if confidence >= confidence_thr:
-                if ciou >= ciou_thr:
-                    true_pos += 1
-                else:
-                    false_pos += 1
-            else:
-                false_neg += 1
-    precision = 1. if true_pos + false_pos == 0 else true_pos / (true_pos + false_pos)
-    recall = 1. if true_pos + false_neg == 0 else true_pos / (true_pos + false_neg)
-    return precision, recall
-
-
-def slavc_calc_ap(bb_list_full, ciou_list_full, confidence_list_full, iou_thr=0.5):
-    precision, recall, skip_thr = [], [], max(1, len(ciou_list_full)//200)
-    for thr in np.sort(np.array(confidence_list_full))[:-1][::-skip_thr]:
-        p, r = slavc_calc_precision_recall(bb_list_full, ciou_list_full, confidence_list_full, thr, iou_thr)
-        precision.append(p)
-        recall.append(r)
-    precision_max = [np.max(precision[i:]) for i in range(len(precision))]
-    ap = sum([precision_max[i]*(recall[i+1]-recall[i])
-              for i in range(len(precision_max)-1)])
-    return ap
-
-
-def slavc_f1(bb_list, ciou_list, conf_list, iou_thr=0.5):
-    conf_thr = list(sorted(conf_list))[::max(1, len(conf_list)//10)]
-    pr = [slavc_calc_precision_recall(bb_list, ciou_list, conf_list, thr, iou_thr) for thr in conf_thr]
-    f1 = [2*r*p/(r+p) if r+p > 0 else 0. for p, r in pr]
-    return f1
-
-
-def slavc_subset(subset, area_list, bb_list):
-    min_sizes = {'small': 0, 'medium': 32**2, 'large': 96**2, 'huge': 144**2}
-    max_sizes = {'small': 32**2, 'medium': 96**2, 'large': 144**2, 'huge': 10000**2}
-    return [i for i, sz in enumerate(area_list) if min_sizes[subset] <= sz < max_sizes[subset] and bb_list[i] > 0]
-
-
-def slavc_confidence(heatmap_av, av_min=-1.0, av_max=1.0):  # test.py, with LVS's cosine range
-    min_max_norm = lambda x, xmin, xmax: (x - xmin) / (xmax - xmin)  # noqa: E731
-    n = heatmap_av.size
-    scores_av = min_max_norm(heatmap_av, av_min, av_max)
-    return np.sort(scores_av.flatten())[-n//4:].mean()
-# ---- end of the transcription ---------------------------------------------------------------------------------
+FULL = reference_outputs.load("slavc_evaluator_full.json")
+SLAVC_TEST = reference_outputs.load("slavc_test_py.json")
 
 
 # (boxes, cIoU, confidence): A right place, B negative, C wrong place, D right place but unsure, E negative
@@ -112,41 +65,63 @@ def test_ap_counts_recall_from_the_second_largest_confidence_as_slavc_does():
     assert average_precision(boxes, cious, [0.6, 0.5, 0.4, 0.9, 0.8, 0.7]) == pytest.approx(1 / 2)
 
 
-@pytest.mark.parametrize("count", [7, 60, 450, 1234])
-def test_transcription_of_slavc_on_random_items(count):
-    rng = np.random.default_rng(count)
-    boxes = list(rng.integers(0, 3, size=count))
-    cious = list(rng.uniform(0, 1, size=count))
-    confidences = list(np.round(rng.uniform(0, 1, size=count), 2))  # rounding makes ties, which SLAVC keeps
-    areas = list(np.where(np.array(boxes) > 0, rng.integers(0, 224 * 224 + 1, size=count), 0))
-    for threshold in (-1000, 0.0, 0.37, 0.5, 1.0):
-        assert precision_recall(boxes, cious, confidences, threshold) == slavc_calc_precision_recall(
-            boxes, cious, confidences, threshold)
-    assert average_precision(boxes, cious, confidences) == pytest.approx(slavc_calc_ap(boxes, cious, confidences),
-                                                                         abs=1e-12)
+@pytest.mark.parametrize("index", range(4))
+def test_slavc_evaluator_full_outputs_on_random_items(index):
+    # 7, 60, 450 and 1234 seeded items: box counts 0..2, cIoUs rounded to 3 decimals (some exactly 0.5 and 0.75),
+    # confidences rounded to 2 (ties, which SLAVC keeps), areas for the positives. Counts and precision / recall
+    # ratios are computed the same way: exact. AP and F1 sum or divide the same values: equal to 1e-12.
+    data, recorded = FULL["inputs"]["sets"][index], FULL["outputs"]["sets"][index]
+    boxes, cious, confidences, areas = data["box_counts"], data["cious"], data["confidences"], data["areas"]
+    assert len(boxes) == (7, 60, 450, 1234)[index]
+    for threshold, expected in zip(FULL["inputs"]["thresholds"], recorded["precision_recall"]):
+        assert precision_recall(boxes, cious, confidences, threshold) == tuple(expected)
+    stats, subsets = recorded["finalize_stats"], recorded["subsets"]
     report = summarise_extended(boxes, cious, confidences, areas)
-    reference_f1 = slavc_f1(boxes, cious, confidences)
-    assert report["f1"] == pytest.approx(reference_f1, abs=1e-12) and report["max_f1"] == max(reference_f1)
-    visible = [i for i, count in enumerate(boxes) if count > 0]
-    loc_acc = slavc_calc_precision_recall([boxes[i] for i in visible], [cious[i] for i in visible],
-                                          [confidences[i] for i in visible], -1000)[0]
-    assert report["loc_acc"] == loc_acc
-    for bucket in extended_metrics.SIZE_BUCKETS:
-        chosen = slavc_subset(bucket, areas, boxes)
-        mine = report["buckets"][bucket]
-        assert mine["n_items"] == len(chosen)
-        if chosen:
-            subset = ([boxes[i] for i in chosen], [cious[i] for i in chosen], [confidences[i] for i in chosen])
-            assert mine["ap"] == pytest.approx(slavc_calc_ap(*subset), abs=1e-12)
-            assert mine["max_f1"] == pytest.approx(max(slavc_f1(*subset)), abs=1e-12)
+    assert report["ap"] == pytest.approx(stats["AP-all@50"], abs=1e-12)
+    assert report["f1"] == pytest.approx(subsets["all@50"]["f1"], abs=1e-12)
+    assert report["max_f1"] == max(subsets["all@50"]["f1"])
+    assert report["loc_acc"] == stats["Precision-visible@50"]
+    assert report["n_positive"] == len(subsets["visible@50"]["items"])
+    for iou_threshold in (0.5, 0.75):
+        suffix = f"@{int(iou_threshold * 100)}"
+        for subset in ("all", "visible") + tuple(extended_metrics.SIZE_BUCKETS):
+            chosen = subsets[subset + suffix]["items"]
+            if subset in extended_metrics.SIZE_BUCKETS:
+                assert chosen == [i for i, area in enumerate(areas)
+                                  if extended_metrics.size_bucket(area) == subset and boxes[i] > 0]
+            if not chosen:
+                assert stats[f"AP-{subset}{suffix}"] is None
+                if subset in extended_metrics.SIZE_BUCKETS and iou_threshold == 0.5:
+                    assert report["buckets"][subset]["n_items"] == 0 and math.isnan(report["buckets"][subset]["ap"])
+                continue
+            columns_ = ([boxes[i] for i in chosen], [cious[i] for i in chosen], [confidences[i] for i in chosen])
+            assert average_precision(*columns_, ciou_threshold=iou_threshold) == pytest.approx(
+                stats[f"AP-{subset}{suffix}"], abs=1e-12)
+            thresholds, scores = f1_scores(*columns_, ciou_threshold=iou_threshold)
+            assert thresholds == subsets[subset + suffix]["f1_thresholds"]
+            assert scores == pytest.approx(subsets[subset + suffix]["f1"], abs=1e-12)
+            assert " ".join(f"{value * 100:.1f}" for value in scores) == stats[f"F1-{subset}{suffix}"]
+            assert precision_recall(*columns_, -1000, iou_threshold)[0] == stats[f"Precision-{subset}{suffix}"]
+            positives = [cious[i] for i in chosen if boxes[i] > 0]
+            # SLAVC's cal_auc is LVS's AUC over the positives (sklearn's trapezoids, summed in another order)
+            assert metrics.area_under_curve(positives) == pytest.approx(stats[f"AUC-{subset}{suffix}"], abs=1e-15)
+            if subset in extended_metrics.SIZE_BUCKETS and iou_threshold == 0.5:
+                mine = report["buckets"][subset]
+                assert mine["n_items"] == len(chosen)
+                assert mine["ap"] == pytest.approx(stats[f"AP-{subset}{suffix}"], abs=1e-12)
+                assert mine["max_f1"] == max(subsets[subset + suffix]["f1"])
+                assert mine["loc_acc"] == stats[f"Precision-{subset}{suffix}"]
 
 
-@pytest.mark.parametrize("shape", [(224, 224), (7, 7), (5, 3)])
-def test_confidence_is_slavcs_top_quarter_of_the_fixed_range_scaled_map(shape):
-    heatmap = np.random.default_rng(1).uniform(-1, 1, size=shape)
-    assert confidence(heatmap, -1.0, 1.0) == pytest.approx(slavc_confidence(heatmap), abs=1e-12)
+@pytest.mark.parametrize("case", range(4))
+def test_confidence_is_slavcs_top_quarter_of_the_fixed_range_scaled_map(case):
+    # SLAVC test.py's confidence lines recorded on seeded maps of 16 x 16, 14 x 14, 7 x 7 and 5 x 3 (n // 4 and
+    # -n // 4 differ when n is not a multiple of 4); summing the same sorted values: equal to 1e-12
+    heatmap = np.array(SLAVC_TEST["inputs"]["confidence_cases"][case]["map"])
+    expected = SLAVC_TEST["outputs"]["confidence_cases"][case]
+    assert confidence(heatmap, -1.0, 1.0) == pytest.approx(expected, abs=1e-12)
     # hand: a map of one value v has confidence (v + 1) / 2 whatever its size
-    assert confidence(np.full(shape, 0.2), -1.0, 1.0) == pytest.approx(0.6)
+    assert confidence(np.full(heatmap.shape, 0.2), -1.0, 1.0) == pytest.approx(0.6)
     with pytest.raises(ValueError, match="low < high"):
         confidence(heatmap, 1.0, 1.0)
 

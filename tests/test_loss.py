@@ -14,7 +14,7 @@ def sigmoid(values):
 
 
 def numpy_lvs_loss(frames, audios, eps_pos=0.65, eps_neg=0.4, tau=0.03, temperature=0.07, hard=True, trimap=True):
-    """RECIPE.md's equations, literally, in float64, one image at a time."""
+    """The paper's equations, literally, in float64, one image at a time."""
     frames, audios = frames.astype(np.float64), audios.astype(np.float64)
     maps = np.einsum("ihwc,jc->ijhw", frames, audios)  # k x k x h x w
     losses, all_logits = [], []

@@ -201,10 +201,32 @@ def test_private_temp_dir_gives_the_process_its_temporary_folder_back(tmp_path):
     tempfile.mkdtemp()  # the restored folder works
 
 
-def test_running_out_of_memory_is_one_line(pairs_dir, tmp_path):
+def onednn_in_use():
+    """Whether TensorFlow runs its CPU ops on oneDNN here (IsMklEnabled()): the default on CPUs with AVX-512,
+    off with TF_ENABLE_ONEDNN_OPTS=0 and on AVX2-only CPUs. The test process has the children's environment."""
+    import tensorflow  # noqa: F401  (conftest imported torch first)
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+# TensorFlow's own caps on its CPU allocator, each below the weights and Adam's moments (50 MiB):
+OUT_OF_MEMORY_CAPS = {
+    # oneDNN's allocator (MklCPUAllocator), in use only when oneDNN is
+    "onednn_allocator": {"TF_MKL_ALLOC_MAX_BYTES": str(50 * 2**20)},
+    # the default CPU allocator as a BFC allocator with a limit: works whether or not oneDNN is in use
+    "default_cpu_allocator": {"TF_CPU_ALLOCATOR_USE_BFC": "true", "TF_CPU_BFC_MEM_LIMIT_IN_MB": "50"},
+}
+
+
+@pytest.mark.parametrize("allocator", sorted(OUT_OF_MEMORY_CAPS))
+def test_running_out_of_memory_is_one_line(pairs_dir, tmp_path, allocator):
     """An allocation TensorFlow cannot make (its CPU allocator capped below the weights and Adam's moments with
-    TensorFlow's own TF_MKL_ALLOC_MAX_BYTES) ends in one line that says what to change, not a traceback."""
-    environment = {**os.environ, "TF_MKL_ALLOC_MAX_BYTES": str(50 * 2**20)}
+    TensorFlow's own variables) ends in one line that says what to change, not a traceback."""
+    if allocator == "onednn_allocator" and not onednn_in_use():
+        pytest.skip("needs oneDNN in use (IsMklEnabled(): a CPU with AVX-512 and no TF_ENABLE_ONEDNN_OPTS=0): "
+                    "TF_MKL_ALLOC_MAX_BYTES caps oneDNN's allocator only; default_cpu_allocator tests this path")
+    environment = {**os.environ, **OUT_OF_MEMORY_CAPS[allocator]}
     result = subprocess.run([sys.executable, str(PROJECT / "train.py"), "--data_dir", str(pairs_dir), "--out_dir",
                              str(tmp_path / "run"), "--epochs", "1", *TINY], cwd=PROJECT, capture_output=True,
                             text=True, timeout=300, env=environment)
@@ -212,3 +234,4 @@ def test_running_out_of_memory_is_one_line(pairs_dir, tmp_path):
     line = last_line(result)
     assert line.startswith("error: out of memory") and "--batch_size" in line and "--remat" in line, line
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()
