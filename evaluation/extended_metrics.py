@@ -18,38 +18,21 @@ precision = TP / (TP + FP) and recall = TP / (TP + FN), both 1 when their denomi
 - Box-size buckets (SLAVC min_sizes / max_sizes): the ground-truth map's area (its sum, in pixels of 224 x 224)
   in [0, 32^2), [32^2, 96^2), [96^2, 144^2), [144^2, 10000^2): small, medium, large, huge. Buckets hold
   positives only, as in SLAVC.
-- confidence (SLAVC test.py): the map scaled from a fixed range [low, high] to [0, 1] (not min-max), then the
-  mean of its largest n // 4 values. The rule is a protocol's (protocols.py: fixed_range_scale, top_quarter_mean,
-  Protocol.confidence, re-exported here); confidence() below applies it to one map.
+The confidence of an item (SLAVC test.py's top-quarter mean of the map scaled from a fixed range) is a protocol's
+rule: evaluation/protocols.py, Protocol.confidence.
 
 Usage:
-    from evaluation.extended_metrics import confidence, summarise_extended
-    conf = confidence(upsampled_map, low=-1.0, high=1.0)
+    from evaluation.extended_metrics import summarise_extended
     report = summarise_extended(box_counts, cious, confidences, areas)   # {"ap": ..., "max_f1": ..., ...}
 """
 
 import numpy as np
-
-from evaluation.protocols import fixed_range_scale, top_quarter_mean  # noqa: F401  (re-exported: the confidence rule)
 
 CIOU_THRESHOLD = 0.5
 ALWAYS_DETECTED = -1000  # SLAVC's confidence threshold under which every item counts as detected
 AP_STEPS = 200
 F1_STEPS = 10
 SIZE_BUCKETS = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 144**2), "huge": (144**2, 10000**2)}
-
-
-def confidence(upsampled_map, low=-1.0, high=1.0):
-    """The confidence of one item: the top quarter mean of the map scaled from [low, high] to [0, 1].
-
-    Args:
-        upsampled_map: the 224 x 224 map (the protocol's upsampling of S_ii).
-        low, high: the fixed range of the map's values.
-
-    Returns:
-        A float (in [0, 1] when the map stays in [low, high]).
-    """
-    return top_quarter_mean(fixed_range_scale(upsampled_map, low, high))
 
 
 def _as_lists(box_counts, cious, confidences):

@@ -8,23 +8,20 @@ upsampled by the protocol, then mixed by the protocol's rule (Protocol.mix_objec
   object map, SLAVC test.py's obj_min, obj_max) and mixed: alpha * av + (1 - alpha) * obj;
 - ezvsl ("min_max"): both maps min-max normalised (utils.normalize_img) and mixed the same way, then normalised again.
 The mixed map is thresholded by the protocol's rule like any map. alpha = 0.4 in both papers.
-mix and scale_object here are those rules under their earlier names.
 
 Usage:
-    from evaluation.object_guidance import ObjectMapper, mix
+    from evaluation.object_guidance import ObjectMapper
     from evaluation.protocols import PROTOCOLS
     mapper = ObjectMapper("weights/resnet18_imagenet.weights.h5")
     object_maps = mapper(frames)                                             # batch x 7 x 7
     scores = PROTOCOLS["ezvsl"].score_item(similarity_map, ground_truth, (-1.0, 1.0), object_maps[0], alpha=0.4)
-    mixed = mix(av_large, object_large, 0.4, "ezvsl")                        # 224 x 224, the rule alone
+    mixed = PROTOCOLS["ezvsl"].mix_object(av_large, object_large, 0.4)       # 224 x 224, the rule alone
 """
 
 import os
 
 import numpy as np
 
-from evaluation import protocols
-from evaluation.protocols import AUDIO_VISUAL_RANGE, OBJECT_RANGE  # noqa: F401  (their earlier home)
 import resnet18
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "resnet18_imagenet.weights.h5")
@@ -51,29 +48,3 @@ class ObjectMapper:
         """frames: batch x S x S x 3 ImageNet-normalised -> batch x S/32 x S/32 object maps (float32 numpy)."""
         features = np.asarray(self.trunk(frames, training=False))  # batch x h x w x 512
         return np.abs(features).mean(axis=-1)  # NormReducer(dim=channels): batch x h x w
-
-
-def mix(audio_visual_map, object_map, alpha, protocol, audio_visual_range=AUDIO_VISUAL_RANGE):
-    """The AV + OGL map of one item (both maps already upsampled to 224 x 224): protocol.mix_object.
-
-    Args:
-        audio_visual_map: the upsampled cosine map.
-        object_map: the upsampled object map.
-        alpha: the weight of the audio-visual map (0.4 in EZ-VSL and SLAVC).
-        protocol: a protocols.Protocol, or its name: "ezvsl" (min-max both, mix, min-max: EZ-VSL test.py) or
-            "lvs" / "slavc" (both scaled from fixed ranges, then mixed: SLAVC test.py).
-        audio_visual_range: the fixed range of the audio-visual map (LVS's cosine: -1, 1).
-
-    Returns:
-        224 x 224 float64 map.
-    """
-    if isinstance(protocol, str):
-        if protocol not in protocols.PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r} (expected one of {tuple(protocols.PROTOCOLS)})")
-        protocol = protocols.PROTOCOLS[protocol]
-    return protocol.mix_object(audio_visual_map, object_map, alpha, audio_visual_range)
-
-
-def scale_object(upsampled_map):
-    """The object map from SLAVC's fixed range [0, 2.5] to [0, 1] (protocols.scale_object)."""
-    return protocols.scale_object(upsampled_map)

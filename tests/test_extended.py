@@ -13,7 +13,8 @@ import pytest
 import reference_outputs
 from evaluation import extended_metrics
 from evaluation import metrics
-from evaluation.extended_metrics import average_precision, confidence, f1_scores, precision_recall, summarise_extended
+from evaluation.extended_metrics import average_precision, f1_scores, precision_recall, summarise_extended
+from evaluation.protocols import SLAVC
 
 
 FULL = reference_outputs.load("slavc_evaluator_full.json")
@@ -119,11 +120,11 @@ def test_confidence_is_slavcs_top_quarter_of_the_fixed_range_scaled_map(case):
     # -n // 4 differ when n is not a multiple of 4); summing the same sorted values: equal to 1e-12
     heatmap = np.array(SLAVC_TEST["inputs"]["confidence_cases"][case]["map"])
     expected = SLAVC_TEST["outputs"]["confidence_cases"][case]
-    assert confidence(heatmap, -1.0, 1.0) == pytest.approx(expected, abs=1e-12)
+    assert SLAVC.confidence(heatmap, (-1.0, 1.0)) == pytest.approx(expected, abs=1e-12)
     # hand: a map of one value v has confidence (v + 1) / 2 whatever its size
-    assert confidence(np.full(heatmap.shape, 0.2), -1.0, 1.0) == pytest.approx(0.6)
+    assert SLAVC.confidence(np.full(heatmap.shape, 0.2), (-1.0, 1.0)) == pytest.approx(0.6)
     with pytest.raises(ValueError, match="low < high"):
-        confidence(heatmap, 1.0, 1.0)
+        SLAVC.confidence(heatmap, (1.0, 1.0))
 
 
 def test_mismatched_lengths_are_refused():

@@ -1,4 +1,4 @@
-"""protocols.py and object_guidance.py against PyTorch's F.interpolate and the recorded outputs of EZ-VSL's and
+"""protocols.py (and object_guidance.py's errors) against PyTorch's F.interpolate and the recorded outputs of EZ-VSL's and
 SLAVC's test code (tests/fixtures/reference_outputs/ezvsl_test_py.json and slavc_test_py.json).
 
 The references: stoneMo/EZ-VSL test.py (validate: bilinear F.interpolate with align_corners, min-max normalisation,
@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 import reference_outputs
-from evaluation import extended_metrics
 from evaluation import metrics
 from evaluation import object_guidance
 from evaluation import protocols
@@ -63,7 +62,7 @@ def test_ezvsl_upsampling_prediction_ciou_and_ogl_equal_the_recorded_outputs(mod
         ground_truth = reference_outputs.ground_truth(item["rectangles"])
         av = protocols.upsample(np.array(item["raw_av"]), 224, mode)
         obj = protocols.upsample(np.array(item["raw_obj"]), 224, mode)
-        mixed = object_guidance.mix(av, obj, alpha, "ezvsl")
+        mixed = protocols.EZVSL.mix_object(av, obj, alpha)
         for kind, large in (("av", av), ("obj", obj), ("av_obj", mixed)):
             reference = expected[kind]
             if kind != "av_obj":
@@ -87,15 +86,15 @@ def test_slavc_bicubic_confidence_prediction_and_ogl_equal_the_recorded_outputs(
     inputs, recorded = SLAVC["inputs"], SLAVC["outputs"]["items"]
     points, alpha = inputs["grid"], inputs["alpha"]
     assert len(inputs["items"]) == len(recorded) == 8
-    assert tuple(inputs["obj_range"]) == object_guidance.OBJECT_RANGE
-    assert tuple(inputs["av_range"]) == object_guidance.AUDIO_VISUAL_RANGE
+    assert tuple(inputs["obj_range"]) == protocols.OBJECT_RANGE
+    assert tuple(inputs["av_range"]) == protocols.AUDIO_VISUAL_RANGE
     for item, expected in zip(inputs["items"], recorded):
         ground_truth = reference_outputs.ground_truth(item["rectangles"], inputs["clip_at"])
         av = protocols.upsample(np.array(item["raw_av"]), 224, "bicubic")
         obj = protocols.upsample(np.array(item["raw_obj"]), 224, "bicubic")
-        scaled = {"av": extended_metrics.fixed_range_scale(av, *inputs["av_range"]),
-                  "obj": object_guidance.scale_object(obj),
-                  "av_obj": object_guidance.mix(av, obj, alpha, "slavc")}
+        scaled = {"av": protocols.fixed_range_scale(av, *inputs["av_range"]),
+                  "obj": protocols.scale_object(obj),
+                  "av_obj": protocols.SLAVC.mix_object(av, obj, alpha)}
         for kind, large in (("av", av), ("obj", obj), ("av_obj", scaled["av_obj"])):
             reference = expected[kind]
             if kind != "av_obj":
@@ -103,13 +102,13 @@ def test_slavc_bicubic_confidence_prediction_and_ogl_equal_the_recorded_outputs(
                                            rtol=0, atol=ULPS)
             np.testing.assert_allclose(reference_outputs.at_grid(scaled[kind], points), reference["scores_grid"],
                                        rtol=0, atol=ULPS)
-            assert extended_metrics.top_quarter_mean(scaled[kind]) == pytest.approx(reference["confidence"], abs=ULPS)
+            assert protocols.top_quarter_mean(scaled[kind]) == pytest.approx(reference["confidence"], abs=ULPS)
             # SLAVC min-max normalises the scaled map; the median rule on the map itself selects the same pixels
             check_prediction(protocols.ezvsl_binarise(large), ground_truth, reference)
             assert ground_truth.sum() == reference["area"] and len(item["rectangles"]) == reference["box_count"]
-        assert extended_metrics.confidence(av, *inputs["av_range"]) == pytest.approx(expected["av"]["confidence"],
+        assert protocols.SLAVC.confidence(av, inputs["av_range"]) == pytest.approx(expected["av"]["confidence"],
                                                                                      abs=ULPS)
-        assert extended_metrics.confidence(obj, *object_guidance.OBJECT_RANGE) == pytest.approx(
+        assert protocols.SLAVC.confidence(obj, protocols.OBJECT_RANGE) == pytest.approx(
             expected["obj"]["confidence"], abs=ULPS)
 
 
@@ -139,13 +138,13 @@ def test_ogl_mix_by_hand():
     heatmap_obj = np.array([[0.0, 2.5], [1.25, 5.0]])
     # slavc: (av + 1) / 2 * 0.4 + obj / 2.5 * 0.6
     slavc = np.array([[0.0 + 0.0, 0.2 + 0.6], [0.3 + 0.3, 0.4 + 1.2]])
-    np.testing.assert_allclose(object_guidance.mix(heatmap_av, heatmap_obj, 0.4, "slavc"), slavc, atol=1e-15)
+    np.testing.assert_allclose(protocols.SLAVC.mix_object(heatmap_av, heatmap_obj, 0.4), slavc, atol=1e-15)
     # ezvsl: min-max av = [[0, 0.5], [0.75, 1]], obj = [[0, 0.5], [0.25, 1]]; 0.4 av + 0.6 obj =
     # [[0, 0.5], [0.45, 1]], already spanning 0..1
     ezvsl = np.array([[0.0, 0.5], [0.45, 1.0]])
-    np.testing.assert_allclose(object_guidance.mix(heatmap_av, heatmap_obj, 0.4, "ezvsl"), ezvsl, atol=1e-15)
+    np.testing.assert_allclose(protocols.EZVSL.mix_object(heatmap_av, heatmap_obj, 0.4), ezvsl, atol=1e-15)
     rng = np.random.default_rng(9)
     heatmap_av, heatmap_obj = rng.uniform(-0.3, 0.8, size=(224, 224)), rng.uniform(0, 3, size=(224, 224))
-    assert object_guidance.mix(heatmap_av, heatmap_obj, 1.0, "lvs", (-0.5, 1.5)) == pytest.approx((heatmap_av + 0.5) / 2)
+    assert protocols.LVS.mix_object(heatmap_av, heatmap_obj, 1.0, (-0.5, 1.5)) == pytest.approx((heatmap_av + 0.5) / 2)
     with pytest.raises(ValueError, match="weights not found"):
         object_guidance.ObjectMapper("/nowhere/resnet18.weights.h5")
