@@ -9,8 +9,9 @@ at the demo's (112 x 112 frames, 0.5 s of 8 kHz audio: 257 x 15):
   samples/s is the batch size over the median of the timed steps; the first step (tracing, XLA compilation,
   allocations) is reported apart;
 - inference throughput of predict.py's forward (model(inputs) -> similarity, positive mask), ours and PyTorch's;
-- the input pipeline (preprocessing.make_dataset decoding generated jpg/wav files of the right sizes), next to
-  what the train step consumes;
+- the training input pipeline (preprocessing.make_dataset) on files shaped as vggss_dl.py writes them (512 x 512
+  JPEGs, 10 s 16 kHz wavs) or on --data_dir, on one core and on all, next to the official preprocessing in a torch
+  DataLoader (benchmarks/pipeline_speed.py; --json writes its figures);
 - peak memory (RSS) of training runs at batch 16, 64 and 256, without and with rematerialisation (train.py
   --remat; PyTorch with torch.utils.checkpoint on the same blocks), each in its own guarded subprocess
   (benchmarks/memory.py) so the peak is that run's own and none pushes the machine into OOM;
@@ -20,12 +21,17 @@ at the demo's (112 x 112 frames, 0.5 s of 8 kHz audio: 257 x 15):
 The steps it times are built in benchmarks/steps.py and each row is timed in a fresh process of its own (as train.py
 runs one model per process), the tables rendered by benchmarks/tables.py. Timings go to stdout as
 markdown tables and to --output (docs/BENCHMARKS.md) with the machine, library versions, the date, the load average and
-the exact command. Run it on a quiet machine: other work on the cores makes every number noisy.
+the exact command. Run it on a quiet machine: other work on the cores makes every number noisy. Every table names
+the CPU class it was measured on (safeguards/cpu_features.py); on a CPU without native bfloat16 the bfloat16
+variants are left out unless named in --keras_variants / --torch_variants (emulated, they say nothing of use).
 
 Usage:
     python bench.py                                   # everything, both shapes (slow: about an hour on 2 cores)
     python bench.py --shapes demo                     # the demo's shapes only (a few minutes)
     python bench.py --only memory                     # the memory tables alone (paper shapes, 16/64/256)
+    python bench.py --only checkpoint                 # what a checkpoint costs, and --checkpoint_every's overhead
+    python bench.py --only pipeline --json /tmp/pipeline.json   # the input pipeline alone, its section replaced
+    python bench.py --only pipeline --data_dir data/vggsound144k  # ... on your own files
     python bench.py --only memory --memory_batches 16,64   # without the batch-256 runs (~20 GiB each)
     python bench.py --quick --output /tmp/BENCHMARKS.md   # smoke run, tiny step counts, numbers meaningless
     python bench.py --shapes paper --keras_variants fp32,bf16 --torch_variants nchw --skip_memory
@@ -41,13 +47,10 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-import scipy.io.wavfile  # noqa: E402
-from PIL import Image  # noqa: E402
 
 # PyTorch (and torch_reference, which imports torchvision) before TensorFlow: the other order segfaults in
 # torchvision's import.
@@ -60,13 +63,16 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline import preprocessing  # noqa: E402
 import resnet18  # noqa: E402
+from safeguards import cpu_features  # noqa: E402
 from safeguards.atomic import write_text  # noqa: E402
 from benchmarks import memory as bench_memory  # noqa: E402
 from benchmarks import host_memory  # noqa: E402
+from benchmarks.machine_load import cpu_seconds, load_average, others_share  # noqa: E402
+from benchmarks import checkpoint_cost, pipeline_speed  # noqa: E402
 from benchmarks import video_speed as bench_video  # noqa: E402
-from benchmarks.tables import KERAS_EAGER, render_report  # noqa: E402
+from benchmarks.tables import KERAS_EAGER, render_report, replace_section  # noqa: E402
 from benchmarks.steps import (KERAS_VARIANTS, SHAPES, TIME_PROBE_PREFIX, TORCH_VARIANTS, keras_train_step,  # noqa: E402
-                         load_average, measure, measure_isolated, model_settings, time_steps, torch_train_step)
+                         measure, measure_isolated, model_settings, time_steps, torch_train_step)
 
 DEFAULT_WARMUP = 2
 DEFAULT_PIPELINE_BATCHES = 20
@@ -75,8 +81,9 @@ MEMORY_BATCHES = "16,64,256"
 MEMORY_VARIANTS = ("keras:fp32,keras:fp32_no_remat,keras:fp32_remat,torch:nchw,"
                    "torch:nchw_checkpoint")
 MEMORY_MARGIN_GIB = 4
-SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video")
-QUICK = {"steps": 2, "warmup": 1, "pipeline_batches": 2, "matmul_size": 512}
+SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video", "checkpoint")
+QUICK = {"steps": 2, "warmup": 1, "pipeline_batches": 2, "matmul_size": 512, "pipeline_pairs": 8,
+         "pipeline_warmup": 1, "pipeline_rounds": 1}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -156,28 +163,31 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def cpu_flags_of_note():
-    """The vector-instruction flags of /proc/cpuinfo that matter here (AVX2, AVX-512, bfloat16, AMX)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return [flag for flag in flags if flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
-                                                                "amx_bf16", "amx_tile", "avx512_fp16")]
-    except OSError:
-        pass
-    return []
+def onednn_text():
+    """Whether TensorFlow runs on oneDNN in this process, and who decided."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    value = os.environ.get(cpu_features.ONEDNN_VARIABLE)
+    if safeguards.quiet_tensorflow.ONEDNN_TURNED_ON:
+        return f"{state} ({cpu_features.ONEDNN_VARIABLE}=1 set by safeguards/quiet_tensorflow.py: TensorFlow would " \
+               "leave it off on this CPU, where its own kernels are slower)"
+    if value:
+        return f"{state} ({cpu_features.ONEDNN_VARIABLE}={value})"
+    return f"{state} (TensorFlow's default on this CPU)"
 
 
 def machine_description():
     """The machine and the libraries, as a dict of label -> text."""
     memory = psutil.virtual_memory()
+    flags = cpu_features.cpu_flags()
     return {
         "CPU": cpu_model(),
         "cores": f"{len(os.sched_getaffinity(0))} usable ({psutil.cpu_count(logical=False)} physical, "
                  f"{psutil.cpu_count()} logical)",
-        "CPU flags of note": " ".join(cpu_flags_of_note()) or "none found",
+        "CPU flags of note": " ".join(flag for flag in cpu_features.FLAGS_OF_NOTE if flag in flags) or "none found",
+        "CPU class": cpu_features.cpu_class(flags),
+        "oneDNN (TensorFlow)": onednn_text(),
         "RAM": f"{memory.total / 2**30:.1f} GiB ({memory.available / 2**30:.1f} GiB available at start)",
         "OS": platform.platform(),
         "python": platform.python_version(),
@@ -187,20 +197,6 @@ def machine_description():
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
     }
-
-
-def cpu_seconds():
-    """(CPU seconds every process of the machine has used, CPU seconds this process and its waited children have)."""
-    machine = psutil.cpu_times()
-    busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-    own = psutil.Process().cpu_times()
-    return busy, own.user + own.system + own.children_user + own.children_system
-
-
-def others_share(start, end, seconds):
-    """Fraction of the cores that other processes used between two cpu_seconds() readings taken seconds apart."""
-    others = (end[0] - start[0]) - (end[1] - start[1])
-    return max(others, 0.0) / (seconds * len(os.sched_getaffinity(0)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,82 +227,6 @@ def matmul_gflops(size, repeats):
         timing = time_steps(lambda: torch.mm(torch_left, torch_right)[0, 0].item(), 2, repeats)
         results[f"torch {dtype_name}"] = flops / timing["median"] / 1e9
     return results
-
-
-def write_pipeline_files(folder, count, image_width, image_height, sample_rate, audio_seconds, seed=0):
-    """Write count NAME.jpg + NAME.wav pairs: smooth random frames with grain, 16-bit noise audio.
-
-    Args:
-        folder: where the files go.
-        count: number of pairs.
-        image_width, image_height: size of the jpgs (video frames: 320 x 240 for VGGSound-like input).
-        sample_rate: rate of the wavs (the model's, so no resampling is timed).
-        audio_seconds: length of the wavs.
-        seed: content seed.
-
-    Returns:
-        The list of preprocessing.Pair found in folder.
-    """
-    rng = np.random.default_rng(seed)
-    length = int(round(sample_rate * audio_seconds))
-    for index in range(count):
-        coarse = rng.integers(0, 256, size=(image_height // 16 + 1, image_width // 16 + 1, 3), dtype=np.uint8)
-        smooth = np.asarray(Image.fromarray(coarse).resize((image_width, image_height), Image.BILINEAR), np.int16)
-        grain = rng.integers(-12, 13, size=smooth.shape)
-        pixels = np.clip(smooth + grain, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(os.path.join(folder, f"bench_{index:04d}.jpg"), quality=90)
-        samples = np.clip(rng.normal(size=length) * 3000, -32768, 32767).astype(np.int16)
-        scipy.io.wavfile.write(os.path.join(folder, f"bench_{index:04d}.wav"), sample_rate, samples)
-    pairs, skipped = preprocessing.find_pairs(folder)
-    if skipped or len(pairs) != count:
-        raise RuntimeError(f"generated pairs unreadable: {skipped[:3]}")
-    return pairs
-
-
-def measure_pipeline(shape, batch_size, batches, folder):
-    """Samples/s of preprocessing.make_dataset (training=True) over generated files, after one warm-up batch.
-
-    The files sit in the page cache (written just before), so this is decoding and preprocessing, not disk reads.
-
-    Args:
-        shape: a SHAPES name.
-        batch_size: pairs per batch.
-        batches: batches timed.
-        folder: an empty folder for the generated files; it must outlive the run (tf.data workers may still be
-            reading from it when this returns).
-
-    Returns:
-        A result dict: shape, batch_size, files (text), samples_per_second, error.
-    """
-    settings = model_settings(shape)
-    width, height = SHAPES[shape]["source_image"]
-    result = {"shape": shape, "batch_size": batch_size, "samples_per_second": None, "error": None,
-              "files": f"{width}x{height} jpg + {settings['audio_seconds']:g} s {settings['sample_rate']} Hz "
-                       f"16-bit wav"}
-    try:
-        pairs = write_pipeline_files(folder, max(2 * batch_size, 8), width, height, settings["sample_rate"],
-                                     settings["audio_seconds"])
-        dataset = preprocessing.make_dataset(pairs, settings, training=True, batch_size=batch_size,
-                                             drop_remainder=True).repeat()
-        iterator = iter(dataset)
-        next(iterator)  # starts the workers and the autotuner
-        start = time.perf_counter()
-        for _ in range(batches):
-            batch = next(iterator)
-        seconds = time.perf_counter() - start
-        expected_width = preprocessing.spectrogram_width(settings["sample_rate"], settings["audio_seconds"])
-        if tuple(batch["spectrogram"].shape) != (batch_size, 257, expected_width, 1):
-            raise RuntimeError(f"unexpected spectrogram batch {batch['spectrogram'].shape}")
-        if preprocessing.SKIPPED_WHILE_LOADING:
-            raise RuntimeError(f"files failed to decode: {preprocessing.SKIPPED_WHILE_LOADING[:2]}")
-    except Exception as error:
-        result["error"] = f"{type(error).__name__}: {error}"
-        print(f"[{shape}] input pipeline: FAILED {result['error']}", file=sys.stderr, flush=True)
-        return result
-    result["samples_per_second"] = batches * batch_size / seconds
-    print(f"[{shape}] input pipeline: {result['samples_per_second']:.3g} samples/s ({batches} batches, "
-          f"load {load_average()})", file=sys.stderr, flush=True)
-    return result
 
 
 def analytic_memory(shape, batch_sizes):
@@ -393,17 +313,19 @@ def parse_arguments(argv=None):
     parser.add_argument("--warmup", type=int, default=None,
                         help=f"untimed steps before them, the first of which is reported apart as the compile step "
                              f"(default: {DEFAULT_WARMUP}; 1 with --quick)")
-    parser.add_argument("--keras_variants", default=",".join(KERAS_VARIANTS),
+    parser.add_argument("--keras_variants", default=None,
                         help=f"our train-step variants to time, comma-separated, from {', '.join(KERAS_VARIANTS)} "
-                             f"(default: all)")
-    parser.add_argument("--torch_variants", default=",".join(TORCH_VARIANTS),
+                             f"(default: all; the bf16 ones only on a CPU with native bfloat16)")
+    parser.add_argument("--torch_variants", default=None,
                         help=f"PyTorch variants to time, comma-separated, from {', '.join(TORCH_VARIANTS)} "
-                             f"(default: all)")
+                             f"(default: all; the bf16 ones only on a CPU with native bfloat16)")
     parser.add_argument("--skip_torch", action="store_true", help="do not time the PyTorch reference")
     parser.add_argument("--skip_inference", action="store_true", help="do not time the inference forward")
     parser.add_argument("--skip_pipeline", action="store_true", help="do not time the input pipeline")
     parser.add_argument("--skip_memory", action="store_true", help="do not measure the peak memory of a training run")
     parser.add_argument("--skip_matmul", action="store_true", help="do not measure the matmul GFLOP/s peak")
+    parser.add_argument("--skip_checkpoint", action="store_true",
+                        help="do not time train.py's checkpoint at the paper's shapes (and --checkpoint_every's overhead)")
     parser.add_argument("--skip_video", action="store_true",
                         help="do not time predict.py --video on a 10 s clip (benchmarks/video_speed.py) at each --shapes")
     parser.add_argument("--only", default=None,
@@ -412,6 +334,13 @@ def parse_arguments(argv=None):
     parser.add_argument("--pipeline_batches", type=int, default=None,
                         help=f"batches timed through the input pipeline (default: {DEFAULT_PIPELINE_BATCHES}; 2 with "
                              f"--quick)")
+    parser.add_argument("--data_dir", default=None,
+                        help=f"time the input pipeline on this folder of frame/audio pairs (its first "
+                             f"{pipeline_speed.MAX_PAIRS} by name) instead of generated files shaped as vggss_dl.py "
+                             f"writes them (default: generated)")
+    parser.add_argument("--json", default=None,
+                        help='write the input pipeline\'s figures (samples/s) to this json file: {"per_core": {"ours", '
+                             '"reference"}, "all_cores": {"ours", "reference", "cores"}}')
     parser.add_argument("--memory_shape", default=None,
                         help="shape of the peak-memory runs (default: paper if measured, else the first of --shapes)")
     parser.add_argument("--memory_batches", default=None,
@@ -435,8 +364,8 @@ def parse_arguments(argv=None):
                         help="TensorFlow intra-op and inter-op threads; 0 keeps TensorFlow's defaults, one per core "
                              "(default: 0)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run with tiny step counts (steps 2, warm-up 1, 2 pipeline batches, 512 matmul): "
-                             "checks that everything runs, the numbers mean nothing")
+                        help="smoke run with tiny step counts (steps 2, warm-up 1, 2 pipeline batches of 8 generated "
+                             "pairs in one round, 512 matmul): checks that everything runs, the numbers mean nothing")
     parser.add_argument("--output", default="docs/BENCHMARKS.md",
                         help="markdown report to write, atomically (default: docs/BENCHMARKS.md)")
     parser.add_argument("--memory_probe", default=None, metavar="FRAMEWORK:VARIANT",
@@ -447,10 +376,18 @@ def parse_arguments(argv=None):
                              "--shapes and print it as JSON (bench.py times every row this way, each in a fresh "
                              "process)")
     arguments = parser.parse_args(argv)
+    # bfloat16 on a CPU that emulates it is many times slower than float32: left out unless asked for by name.
+    problem = cpu_features.mixed_precision_problem(cpu_features.cpu_flags(), has_gpu=False)
+    arguments.bfloat16_left_out = None  # or why the default variants leave out the bf16 ones
     try:
         arguments.shapes = comma_list(arguments.shapes, SHAPES, "shapes")
-        arguments.keras_variants = comma_list(arguments.keras_variants, KERAS_VARIANTS, "keras_variants")
-        arguments.torch_variants = comma_list(arguments.torch_variants, TORCH_VARIANTS, "torch_variants")
+        for flag, known in (("keras_variants", KERAS_VARIANTS), ("torch_variants", TORCH_VARIANTS)):
+            given = getattr(arguments, flag)
+            if given is None and problem:
+                setattr(arguments, flag, [variant for variant in known if "bf16" not in variant])
+                arguments.bfloat16_left_out = problem
+            else:
+                setattr(arguments, flag, list(known) if given is None else comma_list(given, known, flag))
     except ValueError as error:
         parser.error(str(error))
     if not arguments.shapes:
@@ -508,6 +445,13 @@ def parse_arguments(argv=None):
     quick = QUICK if arguments.quick else {}
     arguments.warmup = arguments.warmup or quick.get("warmup", DEFAULT_WARMUP)
     arguments.pipeline_batches = arguments.pipeline_batches or quick.get("pipeline_batches", DEFAULT_PIPELINE_BATCHES)
+    arguments.pipeline_pairs = quick.get("pipeline_pairs", pipeline_speed.GENERATED_PAIRS)
+    arguments.pipeline_warmup = quick.get("pipeline_warmup", pipeline_speed.DEFAULT_WARMUP_BATCHES)
+    arguments.pipeline_rounds = quick.get("pipeline_rounds", pipeline_speed.DEFAULT_ROUNDS)
+    if arguments.data_dir is not None and not os.path.isdir(arguments.data_dir):
+        parser.error(f"--data_dir: not a folder: {arguments.data_dir}")
+    if arguments.json is not None and not os.path.isdir(os.path.dirname(os.path.abspath(arguments.json))):
+        parser.error(f"--json: its folder does not exist: {arguments.json}")
     arguments.matmul_size = arguments.matmul_size or quick.get("matmul_size", DEFAULT_MATMUL_SIZE)
     if arguments.memory_shape is None:
         arguments.memory_shape = "paper" if "paper" in arguments.shapes else arguments.shapes[0]
@@ -558,8 +502,13 @@ def main(argv=None):
         "memory_margin": arguments.memory_margin,
     }
     print(f"load average at start: {context['load_start']} on {len(os.sched_getaffinity(0))} cores", file=sys.stderr)
+    if arguments.bfloat16_left_out:
+        print(f"note: the bf16 variants are left out: {arguments.bfloat16_left_out} (name them in --keras_variants / "
+              "--torch_variants to time them anyway)", file=sys.stderr)
     cpu_start, run_start = cpu_seconds(), time.perf_counter()
     machine = machine_description()
+    context["cpu_class"] = machine["CPU class"]
+    context["bfloat16_left_out"] = arguments.bfloat16_left_out
     matmul = None if arguments.skip_matmul else matmul_gflops(arguments.matmul_size, 5 if arguments.quick else 10)
     memories = []
     if not arguments.skip_memory:
@@ -576,9 +525,7 @@ def main(argv=None):
         context["analytic_memory"] = analytic_memory(shape, arguments.memory_batches)
     torch_variants = [] if arguments.skip_torch else arguments.torch_variants
     thread_arguments = ["--threads", str(arguments.threads), "--tf_threads", str(arguments.tf_threads)]
-    results, pipelines, flops = [], [], {}
-    scratch_folder = tempfile.TemporaryDirectory(prefix="lvs_bench_")  # the pipeline's files, removed at exit
-    scratch = scratch_folder.name
+    results, flops = [], {}
     for shape in arguments.shapes:
         settings = model_settings(shape)
         width = preprocessing.spectrogram_width(settings["sample_rate"], settings["audio_seconds"])
@@ -596,21 +543,49 @@ def main(argv=None):
         for kind, framework, variant in plan:  # each row in a fresh process, as train.py / predict.py run
             results.append(measure_isolated(kind, framework, shape, variant, batch_size, arguments.warmup, steps,
                                             __file__, thread_arguments, arguments.memory_margin * bench_memory.GIB))
-        if not arguments.skip_pipeline:
-            folder = os.path.join(scratch, shape)
-            os.makedirs(folder)
-            pipelines.append(measure_pipeline(shape, batch_size, arguments.pipeline_batches, folder))
+    pipeline = None  # the paper's settings on vggss_dl.py's files (or --data_dir): with the paper shape only
+    if not arguments.skip_pipeline and "paper" in arguments.shapes:
+        try:
+            pipeline = pipeline_speed.measure(arguments.data_dir, arguments.batch_size or SHAPES["paper"]["batch_size"],
+                                              arguments.pipeline_warmup, arguments.pipeline_batches,
+                                              arguments.pipeline_pairs, arguments.pipeline_rounds)
+        except ValueError as error:  # --data_dir without a batch of usable pairs, or no ffmpeg
+            raise SystemExit(f"error: --data_dir: {error}" if arguments.data_dir else f"error: {error}")
+        if arguments.json:
+            write_text(arguments.json, json.dumps(pipeline_speed.json_figures(pipeline), indent=1) + "\n")
+            print(f"wrote {arguments.json}", file=sys.stderr)
+    checkpoint = None  # the paper's shapes only
+    if not arguments.skip_checkpoint and "paper" in arguments.shapes:
+        checkpoint = checkpoint_cost.run_isolated(batch_size=1 if arguments.quick else 8,
+                                                  saves=1 if arguments.quick else 3)
     video_rows = [] if arguments.skip_video else bench_video.video_rows(tuple(arguments.shapes))
     context["load_end"] = load_average()
     context["others_share"] = others_share(cpu_start, cpu_seconds(), time.perf_counter() - run_start)
-    report = render_report(machine, context, matmul, flops, results, pipelines, memories)
+    if context["sections"] == ["pipeline"] and os.path.isfile(arguments.output) and pipeline is not None:
+        # The pipeline alone: its section replaces the one in the report, every other section is kept as it was.
+        section = pipeline_speed.format_section(pipeline, command)
+        print(section)
+        with open(arguments.output) as handle:
+            write_text(arguments.output, replace_section(handle.read(), section, pipeline_speed.HEADING))
+        print(f"wrote the input pipeline's section into {arguments.output}", file=sys.stderr)
+        return
+    if context["sections"] == ["checkpoint"] and os.path.isfile(arguments.output) and checkpoint is not None:
+        section = checkpoint_cost.format_section(checkpoint, context["cpu_class"], command)
+        print(section)
+        with open(arguments.output) as handle:
+            write_text(arguments.output, replace_section(handle.read(), section, checkpoint_cost.HEADING))
+        print(f"wrote the checkpoint section into {arguments.output}", file=sys.stderr)
+        return
+    report = render_report(machine, context, matmul, flops, results, pipeline, memories)
+    if checkpoint is not None:
+        report += "\n" + checkpoint_cost.format_section(checkpoint, context["cpu_class"], command)
     if video_rows:
-        report += ("\n## predict.py --video on a 10 s clip (benchmarks/video_speed.py)\n\n" + bench_video.__doc__.split("\n\n")[1]
+        report += (f"\n## predict.py --video on a 10 s clip (benchmarks/video_speed.py) (CPU class: "
+                   f"{context['cpu_class']})\n\n" + bench_video.__doc__.split("\n\n")[1]
                    + "\n\n" + bench_video.format_rows(video_rows) + "\n")
     print(report)
     write_text(arguments.output, report)
     print(f"wrote {arguments.output}", file=sys.stderr)
-    scratch_folder.cleanup()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import sys
 
 import numpy as np
 import tensorflow as tf  # noqa: F401  (imported before the modules that build graphs)
-from tqdm import tqdm
 
 from pipeline import preprocessing
 from pipeline import video
@@ -30,38 +29,10 @@ from visualization import video_prediction
 from safeguards import watchdog
 from safeguards.arguments import non_negative_float, positive_float, positive_int
 from safeguards.atomic import atomic_path
-from visualization.heatmaps import draw_panels, frame_pixels, make_forward, save_figure, upsample  # noqa: F401 (evaluate.py)
-from model import TORCH_CHECKPOINT_EXTENSIONS, load_checkpoint
+from visualization.heatmaps import make_forward, save_figure
+from visualization.prediction import load_model_and_settings, pair_figures, single_pair
+from visualization.prediction import predict_maps  # noqa: F401  (tests/test_evaluate_protocols.py takes it from here)
 from safeguards.watchdog import Watchdog
-
-
-def predict_maps(model, pairs, batch_size=16, description="predicting", settings=None, resize="crop"):
-    """Run the model over pairs in batches.
-
-    Args:
-        model: an LVSModel.
-        pairs: list of preprocessing.Pair.
-        batch_size: pairs per forward pass.
-        description: progress bar label.
-        settings: preprocessing settings (default: the model's own).
-        resize: "crop" or "squash" (preprocessing.RESIZE_MODES).
-
-    Yields:
-        (name, frame S x S x 3 in [0, 1], similarity h x w, positive mask h x w) for every pair that decoded.
-    """
-    settings = settings or model.settings
-    dataset = preprocessing.make_dataset(pairs, settings, training=False, batch_size=batch_size, with_names=True,
-                                         resize=resize)
-    forward = make_forward(model)
-    with tqdm(total=len(pairs), desc=description, unit="pair") as progress:
-        for inputs, names in dataset:
-            outputs = forward(inputs)
-            similarity = outputs["similarity"].numpy()
-            mask = outputs["positive_mask"].numpy()
-            frames = inputs["frame"].numpy()
-            for index, name in enumerate(names.numpy()):
-                yield name.decode(), frame_pixels(frames[index]), similarity[index], mask[index]
-            progress.update(len(names))
 
 
 def sample_rate_value(text):
@@ -141,41 +112,6 @@ def output_names(paths):
     return names
 
 
-def single_pair(image_path, audio_path):
-    """A one-item pair list for --image/--audio, checked like find_pairs does."""
-    for path in (image_path, audio_path):
-        if not os.path.isfile(path):
-            raise SystemExit(f"error: file not found: {preprocessing.printable(path)}")
-    problem = preprocessing.check_pair(image_path, audio_path)
-    if problem:
-        raise SystemExit(f"error: {preprocessing.printable(problem)}")
-    name = os.path.splitext(os.path.basename(image_path))[0]
-    return [preprocessing.Pair(name, image_path, audio_path)]
-
-
-def load_model_and_settings(checkpoint, sample_rate):
-    """The model and the preprocessing settings to feed it.
-
-    Args:
-        checkpoint: .keras or official .pth.tar path.
-        sample_rate: --sample_rate (None: the checkpoint's own, 16 kHz for an official one).
-
-    Returns:
-        (model, settings dict).
-    """
-    try:
-        model = load_checkpoint(checkpoint)
-    except ValueError as error:
-        raise SystemExit(f"error: {preprocessing.printable(str(error))}")
-    settings = dict(model.settings)
-    if sample_rate is not None:
-        if not checkpoint.endswith(TORCH_CHECKPOINT_EXTENSIONS) and sample_rate != settings["sample_rate"]:
-            raise SystemExit(f"error: --sample_rate is for official .pth.tar checkpoints; {preprocessing.printable(checkpoint)} "
-                             f"was trained at {settings['sample_rate']} and carries it")
-        settings["sample_rate"] = sample_rate
-    return model, settings
-
-
 def list_videos(folder):
     """The video files of a folder (by extension, not recursive, hidden files left out), sorted; no globbing."""
     try:
@@ -252,7 +188,10 @@ def main(argv=None):
     if arguments.data_dir:
         pairs = preprocessing.require_pairs(arguments.data_dir)
     elif arguments.image:
-        pairs = single_pair(arguments.image, arguments.audio)
+        try:
+            pairs = single_pair(arguments.image, arguments.audio)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}")
     with Watchdog(arguments.stall_timeout, log_path=os.path.join(arguments.out_dir, "stall.log"),
                   what="prediction") as stall_watchdog:
         stall_watchdog.allow(watchdog.SLOW_WORK_ALLOWANCE_SECONDS)  # loading the model, tracing the forward
@@ -261,7 +200,10 @@ def main(argv=None):
 
 def predict(arguments, pairs, stall_watchdog):
     """The work of main once the inputs are checked: figures (and heatmaps) of pairs, or heatmap videos."""
-    model, settings = load_model_and_settings(arguments.checkpoint, arguments.sample_rate)
+    try:
+        model, settings = load_model_and_settings(arguments.checkpoint, arguments.sample_rate)
+    except ValueError as error:
+        raise SystemExit(f"error: {preprocessing.printable(str(error))}")
     if arguments.video or arguments.video_dir:
         return run_videos(arguments, model, settings, stall_watchdog)
     pairs = pairs[: arguments.limit] if arguments.limit else pairs
@@ -273,9 +215,8 @@ def predict(arguments, pairs, stall_watchdog):
         raise SystemExit(f"error: cannot create {preprocessing.printable(arguments.out_dir)}: {error.strerror or error}")
     written = 0
     try:
-        for name, frame, similarity, mask in predict_maps(model, pairs, arguments.batch_size, settings=settings,
-                                                          resize=arguments.resize):
-            figure = draw_panels(frame, similarity, mask, title=name)
+        for name, figure, similarity in pair_figures(model, pairs, arguments.batch_size, settings=settings,
+                                                     resize=arguments.resize):
             save_figure(figure, os.path.join(arguments.out_dir, f"{name}.png"))
             if arguments.save_heatmaps:
                 with atomic_path(os.path.join(arguments.out_dir, f"{name}.npy")) as temporary:

@@ -3,10 +3,13 @@ r"""Train LVS on a folder of frame/wav pairs.
 The defaults are the paper's recipe (224 x 224 frames, layer4 stride 1, 10 s of 16 kHz audio, Adam 1e-4,
 batch 256, eps_pos 0.65, eps_neg 0.4, tau 0.03, temperature 0.07, ImageNet-initialised vision tower).
 
-Everything goes to --out_dir: a checkpoint every epoch (checkpoints/epoch_NNNN.keras), log.csv,
-loss_curve.png, args.json, and at the end model.keras (what predict.py and evaluate.py take as --checkpoint).
-Rerunning the same command resumes from the last complete epoch, optimizer state included, also after a
-kill -9 in the middle of an epoch.
+Everything goes to --out_dir: a checkpoint every epoch (checkpoints/epoch_NNNN.keras) and every
+--checkpoint_every steps (checkpoints/epoch_NNNN_step_SSSSSSSS.keras), log.csv, loss_curve.png, args.json, and at
+the end model.keras (what predict.py and evaluate.py take as --checkpoint). Rerunning the same command resumes
+from the newest readable checkpoint, optimizer state and position in the epoch included, also after a kill -9.
+The data order and every item's augmentation depend only on (--seed, pass, position), so a resumed run reads
+what the uninterrupted run would have; with --deterministic it ends with bit-identical weights. SIGTERM or SIGINT
+(a preemption notice, Ctrl-C) finish the step, save a checkpoint there and exit with code 75.
 
 Usage:
     python train.py --data_dir data/vggss --out_dir runs/vggss
@@ -35,12 +38,14 @@ import tensorflow as tf  # noqa: E402
 from downloading import held_out  # noqa: E402
 import loss as lvs  # noqa: E402
 from pipeline import preprocessing  # noqa: E402
-from safeguards import run_folder  # noqa: E402
+from safeguards import cpu_features, interruption, run_folder  # noqa: E402
 from safeguards.arguments import non_negative_float, non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
 from safeguards.atomic import atomic_path, write_text  # noqa: E402
 from model import build_model, load_checkpoint, non_finite_variable  # noqa: E402
+from training.checkpoints import DEFAULT_CHECKPOINT_EVERY, read_loss_state, save_checkpoint, save_model  # noqa: E402
 from training.optimizer import TorchAdam  # noqa: E402
-from safeguards.run_folder import list_checkpoints  # noqa: E402
+from training.tensorboard_log import HEATMAP_ITEMS, TensorBoardLog  # noqa: E402
+from safeguards.run_folder import checkpoint_path, list_checkpoints  # noqa: E402
 from safeguards.watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog  # noqa: E402
 
 OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
@@ -80,7 +85,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--strategy", choices=("none", "mirrored", "multi_worker"), default="none",
                         help="tf.distribute: mirrored = every local GPU; multi_worker = several machines, each configured by "
                              "TF_CONFIG; --batch_size is the global batch and the easy negatives come from all of it (default: none)")
-    parser.add_argument("--keep_checkpoints", type=positive_int, default=2, help="how many epoch checkpoints to keep (default: 2)")
+    parser.add_argument("--checkpoint_every", type=non_negative_int, default=DEFAULT_CHECKPOINT_EVERY, help=f"also write a checkpoint every N steps inside an epoch (atomic, with the position in the epoch): a kill -9 loses at most N steps; 0 for epoch ends only (default: {DEFAULT_CHECKPOINT_EVERY})")
+    parser.add_argument("--no_tensorboard", action="store_true", help="write no TensorBoard logs (by default OUT_DIR/tensorboard gets loss, learning rate and samples/s per step and per epoch, validation loss, every epoch's heatmaps of up to 8 fixed items, and the flags; view with: tensorboard --logdir runs/)")
+    parser.add_argument("--keep_checkpoints", type=positive_int, default=2, help="how many checkpoints (epoch ends and mid-epoch ones together) to keep; older ones are deleted (default: 2)")
     parser.add_argument("--stall_timeout", type=non_negative_float, default=DEFAULT_TIMEOUT_SECONDS, help=f"seconds without a finished step after which every thread's stack goes to OUT_DIR/stall.log and the run exits (code 3; rerun to resume); grows to 20x the slowest step seen (at least 900 s for the first step, which traces the graph, and for each save); 0 disables (default: {DEFAULT_TIMEOUT_SECONDS})")
     arguments = parser.parse_args(argv)
     if not math.isfinite(arguments.stall_timeout) or arguments.stall_timeout < 0:
@@ -179,36 +186,44 @@ def record_test_overlap(pairs, out_dir):
 
 
 def resume_or_build(arguments, saved):
-    """The model to train and the number of epochs already done: the newest readable checkpoint, or a new model.
+    """The model to train and where the run stands: the newest readable checkpoint, or a new model.
 
     Args:
         arguments: the command line.
         saved: the run's earlier args.json (dict), or None.
+
+    Returns:
+        (model, epochs done, steps done in the next epoch, (loss total, count) of those steps or None).
     """
+    checkpoints = list_checkpoints(arguments.out_dir)
     if saved is not None:
         changed = [name for name in MODEL_ARGUMENTS + ("adamw",)
                    if saved.get(name, False if name == "adamw" else None) not in (None, getattr(arguments, name))]
-        if changed and list_checkpoints(arguments.out_dir):
+        if changed and checkpoints:
             details = ", ".join(f"--{name} {saved.get(name, False)} (now {getattr(arguments, name)})" for name in changed)
             raise SystemExit(f"error: {arguments.out_dir} holds a run made with {details}; use another --out_dir")
-    for epoch, path in list_checkpoints(arguments.out_dir):
+    for epochs, steps, path in checkpoints:
         try:
             model = load_checkpoint(path, compile=True)
         except ValueError as error:
-            print(f"warning: ignoring unusable checkpoint: {error}", file=sys.stderr)
+            print(f"warning: skipping a damaged checkpoint: {error}", file=sys.stderr)
             continue
-        print(f"resuming from {path} (epoch {epoch} of {arguments.epochs} done)")
-        return model, epoch
+        within = f", and {steps} steps of epoch {epochs + 1}" if steps else ""
+        print(f"resuming from {path} (epoch {epochs} of {arguments.epochs} done{within})")
+        return model, epochs, steps, read_loss_state(path) if steps else None
+    if checkpoints:
+        raise SystemExit(f"error: none of the {len(checkpoints)} checkpoints in {os.path.join(arguments.out_dir, 'checkpoints')} "
+                         "can be used (see above); move them away to start the run over, or use another --out_dir")
     keras.utils.set_random_seed(arguments.seed)
     try:
         model = build_model(image_weights=arguments.image_weights, **model_settings(arguments))
     except (ValueError, RuntimeError, OSError) as error:  # missing or unconvertible --image_weights
         raise SystemExit(f"error: {error}")
     model.compile(optimizer=make_optimizer(arguments))
-    return model, 0
+    return model, 0, 0, None
 
 
-def apply_optimizer_flags(model, arguments, saved, epochs_done):
+def apply_optimizer_flags(model, arguments, saved, epochs_done, resumed):
     """Give a resumed run's optimizer this command's --lr and --weight_decay, and say what changed.
 
     Returns:
@@ -220,7 +235,7 @@ def apply_optimizer_flags(model, arguments, saved, epochs_done):
     if saved is not None:
         before.update({name: saved[name] for name in OPTIMIZER_ARGUMENTS if name in saved})
     changes = {}
-    if epochs_done == 0:
+    if not resumed:
         return changes
     if not math.isclose(before["lr"], arguments.lr, rel_tol=1e-6):
         changes["lr"] = [before["lr"], arguments.lr]
@@ -266,50 +281,61 @@ def plot_loss_curve(history, path):
     plt.close(figure)
 
 
-def save_model(model, path):
-    """Save model to path atomically, unless a weight is not finite.
-
-    Raises:
-        SystemExit: one `error:` line for a non-finite weight or a failed write (the earlier file stays).
-    """
-    name = non_finite_variable(model)
-    if name is not None:
-        raise SystemExit(f"error: training diverged: {name} is not finite (NaN or inf); {path} was not written. "
-                         "Try a smaller --lr; rerun with it to resume from the last good checkpoint")
-    try:
-        with atomic_path(path) as temporary:
-            model.save(temporary)
-    except OSError as error:
-        raise SystemExit(f"error: could not save {path}: {run_folder.describe(error)}; the earlier checkpoints "
-                         "are kept, rerun to resume once there is space") from None
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
+class RunGuard(keras.callbacks.Callback):
     """Guards and records the run (chief only writes).
 
-    Per step: stops at a non-finite loss, ticks the watchdog. At every epoch end: stops if no step ran (nothing
-    decoded) or a weight (BatchNorm moving statistics included) is not finite; otherwise checkpoint (atomic),
-    then log.csv, history.json and loss_curve.png. `failure` holds the one-line reason when it stopped the run.
+    Per step: stops at a non-finite loss, ticks the watchdog; every `checkpoint_every` steps (counted from the start
+    of the run, so a restart keeps the same positions), and when a stop was asked (SIGTERM / SIGINT), writes a
+    mid-epoch checkpoint. At every epoch end: stops if no step ran (nothing decoded) or a weight (BatchNorm moving
+    statistics included) is not finite; otherwise checkpoint (atomic), then log.csv, history.json and
+    loss_curve.png. `failure` holds the one-line reason when it stopped the run, `interrupted` the checkpoint written
+    on a stop request.
+
+    Args:
+        out_dir: the run's folder.
+        history: the rows of history.json so far (updated in place).
+        keep: how many checkpoints to keep.
+        watchdog: the run's Watchdog.
+        steps: steps in a full epoch.
+        checkpoint_every: steps between mid-epoch checkpoints (0: none).
+        stop_request: a StopRequest.
     """
 
-    def __init__(self, out_dir, history, keep, watchdog):
+    def __init__(self, out_dir, history, keep, watchdog, steps, checkpoint_every, stop_request):
         super().__init__()
         self.out_dir = out_dir
         self.history = history
         self.keep = keep
         self.watchdog = watchdog
+        self.steps = steps
+        self.checkpoint_every = checkpoint_every
+        self.stop_request = stop_request
         self.failure = None
+        self.interrupted = None
         self.steps_this_epoch = 0
-        self.epoch_number = 0
+        self.epoch_index = 0
         self.first_step = True
+        self.step_offset = 0
+        self.loss_state = None
+        self.agreed_stop = None
+        self.before_save = None  # called before every checkpoint (the TensorBoard log's flush)
+
+    def start_phase(self, step_offset, loss_state):
+        """Before a model.fit that starts step_offset steps into its first epoch, with (total, count) of their loss."""
+        self.step_offset = step_offset
+        self.loss_state = loss_state
 
     def stop(self, reason):
         self.failure = reason
         self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_number = epoch + 1
-        self.steps_this_epoch = 0
+        self.epoch_index = epoch
+        self.steps_this_epoch = self.step_offset
+        if self.step_offset and self.loss_state is not None:  # the epoch's mean loss goes on from the checkpoint
+            self.model.loss_tracker.total.assign(self.loss_state[0])
+            self.model.loss_tracker.count.assign(self.loss_state[1])
+        self.step_offset, self.loss_state = 0, None
         self.watchdog.tick(f"epoch {epoch + 1} started", measure=False)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -318,12 +344,46 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)
 
     def on_train_batch_end(self, batch, logs=None):
+        self.agreed_stop = None
         self.steps_this_epoch += 1
-        self.watchdog.tick(f"step {batch + 1} of epoch {self.epoch_number}", measure=not self.first_step)
+        self.watchdog.tick(f"step {self.steps_this_epoch} of epoch {self.epoch_index + 1}", measure=not self.first_step)
         self.first_step = False
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
-            self.stop(f"the training loss is {loss} at step {batch + 1}: training diverged")
+            self.stop(f"the training loss is {loss} at step {self.steps_this_epoch}: training diverged")
+            return
+        if self.steps_this_epoch >= self.steps:
+            return  # the epoch's end: on_epoch_end writes its checkpoint (and stops if asked)
+        done = self.epoch_index * self.steps + self.steps_this_epoch
+        if self.stop_asked() or (self.checkpoint_every and done % self.checkpoint_every == 0):
+            self.watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)
+            path = self.save(self.epoch_index, self.steps_this_epoch)
+            self.watchdog.tick(f"step {self.steps_this_epoch} of epoch {self.epoch_index + 1} saved", measure=False)
+            if self.stop_asked():
+                self.interrupted = path
+                self.model.stop_training = True
+
+    def stop_asked(self):
+        """Whether a stop was asked: of this process, or with several workers of any (all then stop at this step)."""
+        asked = self.stop_request.received is not None
+        strategy = self.model.distribute_strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return asked
+        if self.agreed_stop is None:  # once per step, every worker joins the same small all-reduce
+            votes = strategy.run(lambda flag: tf.identity(flag), args=(tf.constant(float(asked)),))
+            self.agreed_stop = bool(strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None).numpy() > 0)
+        return self.agreed_stop
+
+    def save(self, epochs, steps):
+        """Write the checkpoint of this position (the chief only; training/checkpoints.py). Returns its path."""
+        tracker = self.model.loss_tracker
+        # read by every worker: a metric's value is reduced across the workers, a collective all must join
+        loss_state = (float(tracker.total.numpy()), float(tracker.count.numpy()))
+        if not is_chief():
+            return checkpoint_path(self.out_dir, epochs, steps)
+        if self.before_save is not None:
+            self.before_save()
+        return save_checkpoint(self.model, self.out_dir, epochs, steps, loss_state, self.keep)
 
     def on_test_begin(self, logs=None):
         self.watchdog.allow(SLOW_WORK_ALLOWANCE_SECONDS)  # the first validation step traces its graph
@@ -342,12 +402,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 self.stop(f"{name} is not finite (NaN or inf) after epoch {epoch + 1}: training diverged")
         if self.failure is None and not all(math.isfinite(float(value)) for value in logs.values()):
             self.stop(f"a logged value is not finite after epoch {epoch + 1}: {logs}")
-        if self.failure is not None or not is_chief():
+        if self.failure is not None or self.interrupted is not None:
             return
-        path = os.path.join(self.out_dir, "checkpoints", f"epoch_{epoch + 1:04d}.keras")
-        save_model(self.model, path)
-        for _, old in list_checkpoints(self.out_dir)[self.keep:]:
-            os.remove(old)
+        path = self.save(epoch + 1, 0)
+        self.agreed_stop = None
+        if self.stop_asked():
+            self.interrupted = path
+            self.model.stop_training = True
+        if not is_chief():
+            return
         self.history[:] = [row for row in self.history if row["epoch"] <= epoch]
         self.history.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}})
         try:
@@ -396,8 +459,8 @@ def train(arguments, pairs, validation_pairs):
         keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
     overlap = record_test_overlap(pairs, arguments.out_dir) if is_chief() else 0
     with strategy.scope():
-        model, epochs_done = resume_or_build(arguments, saved)
-        changes = apply_optimizer_flags(model, arguments, saved, epochs_done)
+        model, epochs_done, steps_done, loss_state = resume_or_build(arguments, saved)
+        changes = apply_optimizer_flags(model, arguments, saved, epochs_done, resumed=bool(epochs_done or steps_done))
         model.synchronise_batch_norm(strategy.num_replicas_in_sync > 1)
         model.remat = arguments.remat  # a setting of this run, not of the checkpoint it may resume
     if is_chief():
@@ -412,56 +475,108 @@ def train(arguments, pairs, validation_pairs):
     if batch_size % replicas:
         raise SystemExit(f"error: --batch_size {batch_size} must split evenly over the {replicas} replicas")
     steps = arguments.steps_per_epoch or len(pairs) // batch_size
+    if steps_done >= steps:
+        raise SystemExit(f"error: the checkpoint is {steps_done} steps into epoch {epochs_done + 1}, but an epoch is "
+                         f"now {steps} steps: resume with the run's --batch_size and --steps_per_epoch")
+    # (first epoch, last epoch, steps per epoch, steps already done in the first): the rest of an epoch a mid-epoch
+    # checkpoint stopped in, then whole epochs
+    phases = []
+    if steps_done and epochs_done < arguments.epochs:
+        phases.append((epochs_done, epochs_done + 1, steps - steps_done, steps_done))
+    start = epochs_done + (1 if steps_done else 0)
+    if start < arguments.epochs:
+        phases.append((start, arguments.epochs, steps, 0))
+
+    def training_batches(first_batch, last_batch):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return preprocessing.make_dataset(  # every worker reads the list; each keeps its share of a batch
+            pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed, repeat=True,
+            first_batch=first_batch, last_batch=last_batch,
+        ).with_options(options)
+
     try:
-        dataset = preprocessing.make_dataset(
-            pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed + epochs_done,
-            drop_remainder=True, deterministic=arguments.deterministic,
-        ).repeat()
         validation = None
         if validation_pairs:
             validation = preprocessing.make_dataset(validation_pairs, model.settings, training=False,
                                                     batch_size=min(batch_size, len(validation_pairs)))
     except ValueError as error:
         raise SystemExit(f"error: {error}")
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(options)  # every worker reads the list; each keeps its share of a batch
     history = read_history(arguments.out_dir, epochs_done)
+    tensorboard = None
+    if is_chief() and not arguments.no_tensorboard:
+        tensorboard = make_tensorboard_log(arguments, model, validation_pairs or pairs, steps, batch_size)
     print(f"training on {len(pairs)} pairs from {arguments.data_dir}: {steps} steps of {batch_size} per epoch, "
           f"epochs {epochs_done + 1}..{arguments.epochs}, {replicas} replica(s), "
           f"precision {keras.mixed_precision.global_policy().name}, out_dir {arguments.out_dir}")
     stall_log = os.path.join(arguments.out_dir, "stall.log") if is_chief() else None
-    with Watchdog(arguments.stall_timeout, log_path=stall_log, what="training") as watchdog:
-        guard = EpochCheckpoint(arguments.out_dir, history, arguments.keep_checkpoints, watchdog)
-        if epochs_done < arguments.epochs:
+    with Watchdog(arguments.stall_timeout, log_path=stall_log, what="training") as watchdog, \
+            interruption.StopRequest() as stop_request:
+        guard = RunGuard(arguments.out_dir, history, arguments.keep_checkpoints, watchdog, steps,
+                         arguments.checkpoint_every, stop_request)
+        callbacks = [guard]
+        if tensorboard is not None:  # it logs each step before the guard may checkpoint it, and flushes first
+            guard.before_save = tensorboard.flush
+            callbacks.insert(0, tensorboard)
+        for first_epoch, last_epoch, phase_steps, offset in phases:
+            guard.start_phase(offset, loss_state)
+            if tensorboard is not None:
+                tensorboard.start_phase(first_epoch, offset, loss_state)
+            try:
+                batches = training_batches(first_epoch * steps + offset, last_epoch * steps)
+            except ValueError as error:
+                raise SystemExit(f"error: {error}")
             model.fit(
-                dataset,
-                epochs=arguments.epochs,
-                initial_epoch=epochs_done,
-                steps_per_epoch=steps,
+                batches,
+                epochs=last_epoch,
+                initial_epoch=first_epoch,
+                steps_per_epoch=phase_steps,
                 validation_data=validation,
-                callbacks=[guard],
+                callbacks=callbacks,
                 verbose=1 if sys.stdout.isatty() else 2,
-                shuffle=False,  # make_dataset shuffles
+                shuffle=False,  # make_dataset orders the pairs
             )
+            if guard.failure is not None or guard.interrupted is not None:
+                break
     preprocessing.report_skipped()
     if guard.failure is not None:
         raise SystemExit(f"error: {guard.failure}; {last_checkpoint_text(arguments.out_dir)}. Fix the cause (e.g. a "
                          "smaller --lr, the data) and rerun to resume")
+    if guard.interrupted is not None:
+        print(f"stopped by {stop_request.received or 'a stop asked of another worker'}: saved {guard.interrupted}; rerun the same command to resume "
+              f"(exit code {interruption.EXIT_CODE})", file=sys.stderr)
+        raise SystemExit(interruption.EXIT_CODE)
     if is_chief():
         final_path = os.path.join(arguments.out_dir, "model.keras")
         save_model(model, final_path)
         print(f"saved {final_path}")
 
 
+def make_tensorboard_log(arguments, model, items, steps, batch_size):
+    """The TensorBoardLog of this run, its heatmaps drawn for the first HEATMAP_ITEMS of items (by name)."""
+    batch = preprocessing.make_dataset(items[:HEATMAP_ITEMS], model.settings, training=False,
+                                       batch_size=HEATMAP_ITEMS, with_names=True)
+    inputs, names = next(iter(batch), (None, []))
+    if inputs is not None:
+        inputs = {key: value.numpy() for key, value in inputs.items()}
+        names = [name.decode() for name in names.numpy()]
+    return TensorBoardLog(os.path.join(arguments.out_dir, "tensorboard"), steps, batch_size, vars(arguments),
+                          inputs, names)
+
+
 def last_checkpoint_text(out_dir):
     """'the last good checkpoint is PATH' (the newest epoch checkpoint), or 'no checkpoint was written'."""
     good = list_checkpoints(out_dir)
-    return f"the last good checkpoint is {good[0][1]}" if good else "no checkpoint was written"
+    return f"the last good checkpoint is {good[0].path}" if good else "no checkpoint was written"
 
 
 def main(argv=None):
     arguments = parse_arguments(argv)
+    if arguments.mixed_precision:  # before any data is scanned
+        problem = cpu_features.mixed_precision_problem(cpu_features.cpu_flags(),
+                                                       has_gpu=bool(tf.config.list_physical_devices("GPU")))
+        if problem:
+            raise SystemExit(f"error: --mixed_precision: {problem}")
     pairs, validation_pairs = check_inputs(arguments)
     try:
         if not is_chief():
@@ -472,6 +587,15 @@ def main(argv=None):
         raise SystemExit(f"error: out of memory: the model and a batch of {arguments.batch_size} did not fit; "
                          f"{last_checkpoint_text(arguments.out_dir)}. "
                          "Rerun with a smaller --batch_size or with --remat") from None
+    except (tf.errors.UnavailableError, tf.errors.InternalError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError) as error:
+        if arguments.strategy != "multi_worker":
+            raise
+        cause = next((line.strip() for line in str(error).splitlines() if "unhealthy" in line or "Socket closed" in line
+                      or "aborted" in line), type(error).__name__)
+        raise SystemExit(f"error: another worker of the cluster stopped or cannot be reached ({cause[:200]}); "
+                         f"{last_checkpoint_text(arguments.out_dir)}. Restart every worker with the same command "
+                         "to resume from it") from None
 
 
 if __name__ == "__main__":

@@ -28,18 +28,19 @@ import keras
 import tensorflow as tf
 
 from benchmarks import memory as bench_memory
+from benchmarks.machine_load import load_average
 import loss as lvs
 from pipeline import preprocessing
 from benchmarks.tables import KERAS_EAGER
 from model import LVSModel, build_model
 from training import optimizer
 
-# name -> model settings, default batch size, and the size of the generated source files for the input pipeline.
+# name -> model settings, default batch size and timed steps.
 SHAPES = {
     "paper": {"image_size": 224, "sample_rate": 16000, "audio_seconds": 10.0, "batch_size": 16,
-              "source_image": (320, 240), "default_steps": 5},
+              "default_steps": 5},
     "demo": {"image_size": 112, "sample_rate": 8000, "audio_seconds": 0.5, "batch_size": 32,
-             "source_image": (128, 128), "default_steps": 20},
+             "default_steps": 20},
 }
 # Our train step: the Keras dtype policy, model.compile(jit_compile=...) and the towers' layers. fp32 is exactly
 # train.py's default (jit_compile="auto", which Keras resolves to False on a machine without an accelerator;
@@ -77,11 +78,6 @@ TORCH_VARIANTS = {
     "nchw_checkpoint": {"channels_last": False, "bfloat16": False, "checkpoint": LVSModel.remat_segments},
 }
 LEARNING_RATE = 1e-4
-
-
-def load_average():
-    """The 1, 5 and 15 minute load averages as text."""
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def random_inputs(settings, batch_size, seed=0):

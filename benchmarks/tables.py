@@ -10,6 +10,8 @@ Usage (bench.py does this):
 
 import os
 
+from benchmarks import pipeline_speed
+
 KERAS_DEFAULT = "fp32"  # what train.py and predict.py run without flags
 TORCH_OFFICIAL = "nchw"  # the official layout, the reference every ratio is taken against
 KERAS_EAGER = "fp32_eager"  # inference only: model(inputs) called eagerly (predict.py wraps it in tf.function)
@@ -200,8 +202,9 @@ def summary_lines(results, pipelines):
                              f"`{variant_name(reference_matched)}`): "
                              f"{verdict(speed(ours_matched), speed(reference_matched), target)}")
         pipeline = find(pipelines, shape=shape)
-        lines.append(f"  - input pipeline / train step's consumption (fastest train variant of ours): "
-                     f"{verdict(pipeline and pipeline['samples_per_second'], speed(ours_train), 3)}")
+        if pipeline:
+            lines.append(f"  - input pipeline / train step's consumption (fastest train variant of ours): "
+                         f"{verdict(pipeline['samples_per_second'], speed(ours_train), 3)}")
     return lines
 
 
@@ -337,7 +340,7 @@ def breakdown_parts(memories, analytic):
 def memory_parts(memories, context):
     """The memory sections of the report: the table per batch, what fits where, the breakdown, the targets."""
     parts = [
-        "## Peak memory of a training run, by batch\n",
+        f"## Peak memory of a training run, by batch (CPU class: {context['cpu_class']})\n",
         "Each row is its own subprocess (`bench.py --memory_probe`), one at a time, that imports PyTorch and "
         "TensorFlow both, builds one model and runs 1 warm-up + 2 timed train steps (1 from batch 64 up) on random "
         "inputs already in memory (no tf.data pipeline); peak = the kernel's RSS high-water mark (VmHWM, reset "
@@ -376,21 +379,45 @@ def memory_parts(memories, context):
     return parts
 
 
-def render_report(machine, context, matmul, flops, results, pipelines, memories):
+def replace_section(document, section, heading):
+    """A markdown document with the section that starts with `heading` replaced by `section`.
+
+    Args:
+        document: the markdown text.
+        section: the new section, its first line a "## " heading.
+        heading: the start of the heading line to replace (e.g. "## Input pipeline"); the old section runs to the
+            next "## " heading or the end.
+
+    Returns:
+        The new text: the section in the old one's place, or appended at the end when there was none. Every other
+        line is kept as it was.
+    """
+    lines = document.splitlines()
+    start = next((index for index, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        return document.rstrip("\n") + "\n\n" + section.strip("\n") + "\n"
+    end = next((index for index in range(start + 1, len(lines)) if lines[index].startswith("## ")), len(lines))
+    kept_after = "\n".join(lines[end:])
+    return "\n".join(lines[:start] + section.strip("\n").splitlines()) + "\n" + ("\n" + kept_after + "\n"
+                                                                                 if kept_after else "")
+
+
+def render_report(machine, context, matmul, flops, results, pipeline, memories):
     """The whole docs/BENCHMARKS.md text.
 
     Args:
         machine: machine_description().
-        context: dict with command, date, load_start, load_end, threads, tf_threads, steps, warmup (text).
+        context: dict with command, date, load_start, load_end, threads, tf_threads, steps, warmup (text), cpu_class.
         matmul: matmul_gflops() result (or None).
         flops: {shape: train_step_flops() plus "frame" and "spectrogram", their sizes as text}.
         results: measure() results (train and inference).
-        pipelines: measure_pipeline() results.
+        pipeline: pipeline_speed.measure() result, or None.
         memories: measure_memory() results.
 
     Returns:
         Markdown text.
     """
+    in_class = f" (CPU class: {context['cpu_class']})"
     parts = [
         "# Benchmarks\n",
         f"Measured by `bench.py` on {context['date']}, command:\n\n```\n{context['command']}\n```\n",
@@ -413,9 +440,9 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "## Settings\n",
         f"- Threads: PyTorch `torch.set_num_threads({context['threads']})` and "
         f"`set_num_interop_threads({context['threads']})`; TensorFlow "
-        + ("its defaults (intra-op and inter-op 0: one thread per core), oneDNN on "
-           f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset: on')})."
+        + ("its defaults (intra-op and inter-op 0: one thread per core)."
            if not context["tf_threads"] else f"intra-op and inter-op parallelism set to {context['tf_threads']}.")
+        + f" oneDNN: {machine.get('oneDNN (TensorFlow)', 'n/a')}."
         + f" OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. PyTorch's OpenMP threads slow down "
         "sharply (up to 20x seen) when another process takes a core, TensorFlow's thread pool far less: compare "
         "frameworks only in a quiet run.",
@@ -441,10 +468,12 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
         "train.py and predict.py run one model per process: a row timed after others in one process ran up to 10 % "
         "slower (TensorFlow's allocator, thread pools and functions left by the rows before it).",
         f"- Sections run: {', '.join(context['sections'])} (the others were skipped: `--only` / `--skip_*`).",
+        *([f"- bfloat16 variants left out: {context['bfloat16_left_out']}."] if context.get("bfloat16_left_out")
+          else []),
         "- 'min - max step' is the spread of the timed steps: a wide one means other work disturbed the run.",
         "- 'vs PyTorch nchw' divides a row's samples/s by PyTorch's `nchw` float32 row at the same shape and kind.",
         "",
-        "## FLOPs and matmul peak\n",
+        f"## FLOPs and matmul peak{in_class}\n",
         "FLOPs are counted analytically from the conv shapes (bench.layer_flops over a fixed-shape build of each "
         "tower): a convolution costs 2 x output pixels x output channels x kernel area x input channels. A train "
         "step is 3 x the forward (the backward pass is two convolutions of the forward's cost each: input and "
@@ -465,31 +494,23 @@ def render_report(machine, context, matmul, flops, results, pipelines, memories)
                "median step (s)", "min - max step (s)", "samples/s", "vs PyTorch nchw", "GFLOP/s", "% matmul"]
     train_rows = throughput_rows(results, "train", matmul)
     if train_rows:
-        parts += ["## Training throughput\n", markdown_table(headers, train_rows)]
+        parts += [f"## Training throughput{in_class}\n", markdown_table(headers, train_rows)]
     inference_rows = throughput_rows(results, "inference", matmul)
     if inference_rows:
-        parts += ["## Inference throughput (predict's forward)\n", markdown_table(headers, inference_rows)]
-    if pipelines:
-        rows = []
-        for pipeline in pipelines:
-            consumer = best(results, kind="train", shape=pipeline["shape"], framework="keras")
-            rows.append([pipeline["shape"], pipeline["files"], pipeline["batch_size"],
-                         pipeline["error"] or number(pipeline["samples_per_second"]),
-                         f"{number(speed(consumer))} ({consumer['variant']})" if consumer else "n/a",
-                         ratio_text(pipeline["samples_per_second"], speed(consumer))])
-        parts += ["## Input pipeline\n",
-                  "preprocessing.make_dataset(training=True) over generated files in a temporary folder (already in "
-                  "the page cache: decoding and preprocessing, no disk reads), after one warm-up batch, measured "
-                  "alone (in training it shares the cores with the train step).\n",
-                  markdown_table(["shape", "files", "batch", "pipeline samples/s", "train step consumes (samples/s)",
-                                  "pipeline / consumption"], rows)]
+        parts += [f"## Inference throughput (predict's forward){in_class}\n", markdown_table(headers, inference_rows)]
+    if pipeline:
+        parts.append(pipeline_speed.format_section(pipeline, context["command"]))
     if memories:
         parts += memory_parts(memories, context)
     option_table = option_rows(results)
     if option_table:
-        parts += ["## What each option gained or lost\n",
+        parts += [f"## What each option gained or lost{in_class}\n",
                   "Ratio of samples/s with the option to without it (> 1: the option is faster).\n",
                   markdown_table(["shape", "option", "variants", "train", "inference"], option_table)]
     if results:
-        parts += ["## Against the targets\n", "\n".join(summary_lines(results, pipelines)) + "\n"]
+        pipelines = []  # what the pipeline gives on all cores, beside what the train step consumes
+        if pipeline:
+            cores = max(row["cores"] for row in pipeline["rows"])
+            pipelines.append({"shape": "paper", "samples_per_second": pipeline_speed.figure(pipeline, "ours", cores)})
+        parts += [f"## Against the targets{in_class}\n", "\n".join(summary_lines(results, pipelines)) + "\n"]
     return "\n".join(parts)

@@ -140,8 +140,10 @@ def _read_with_soundfile(path, max_frames):
             block = sound.read(wanted, dtype="float32", always_2d=True)  # frames x channels
             if block.shape[0] == 0:
                 break
-            blocks.append(block.mean(axis=1))
+            blocks.append(block[:, 0] if sound.channels == 1 else block.mean(axis=1))  # mono: the column itself
             total += block.shape[0]
+    if len(blocks) == 1:
+        return blocks[0]  # one block (any clip of a few minutes or less): no copy
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
@@ -212,7 +214,7 @@ def prepare_waveform(samples, sample_rate, audio_seconds):
         raise ValueError("zero-length audio")
     if samples.shape[0] < length:
         samples = np.tile(samples, length // samples.shape[0] + 1)
-    return np.clip(samples[:length], -1.0, 1.0).astype(np.float32)
+    return np.clip(samples[:length], -1.0, 1.0).astype(np.float32, copy=False)
 
 
 def load_waveform(path, sample_rate, audio_seconds):

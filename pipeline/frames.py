@@ -6,7 +6,14 @@
   bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip, so
   training sees the geometry evaluation sees. (EZ-VSL's datasets.py trains with Resize(int(224 * 1.1)) on the
   shorter side + RandomCrop, i.e. our crop training, and tests with the squash.)
-Then /255 and ImageNet mean/std. Any PIL mode is read: 16-bit grayscale (I;16, I;16B, I) is scaled from 0..65535
+Then /255 and ImageNet mean/std; until then the frame stays 8-bit (PIL, then uint8). In training, load_frame
+decodes a JPEG at a reduced DCT scale (1/2, 1/4, 1/8: PIL's Image.draft, libjpeg's scaled IDCT) when the training
+resize needs at most that share of its size (246 of the 512 x 512 frames vggss_dl.py writes: decoded at 256);
+then the same bicubic resize to the same size, crop and flip (the same random numbers). A 512 x 512 training frame
+takes 2.6 instead of 4.5 ms on one core, and the augmented frame moves by a mean absolute difference of about 1.5
+in 0..255 units on natural-looking frames (tests/test_training_decode.py bounds it; 4.4 on a sharp photo; moving
+the crop by one pixel gives about 12). Evaluation and prediction decode every frame in full, as the official
+test.py. Any PIL mode is read: 16-bit grayscale (I;16, I;16B, I) is scaled from 0..65535
 and float (F) from 0..1 to 8 bits, instead of Pillow's clipping (which turns them white); 16-bit RGB/RGBA PNGs
 are already reduced to 8 bits by Pillow. A frame is refused before decoding when it is a decompression bomb or
 its aspect ratio is beyond MAX_ASPECT_RATIO (no real video frame or photo has it; the shorter-side resize would
@@ -96,21 +103,28 @@ def open_frame(path):
     return _open_checked(path, to_rgb)
 
 
-def _resize_shorter_side(image, size):
-    """torchvision.transforms.Resize(size) on a PIL image: shorter side -> size, bicubic."""
-    width, height = image.size
+def resized_size(width, height, size, resize):
+    """(width, height) of a width x height frame after the recipe's resize to size.
+
+    Args:
+        width, height: the frame's size.
+        size: the shorter side after the resize (crop, torchvision.transforms.Resize(size)), or the side of the
+            square (squash).
+        resize: "crop" or "squash".
+
+    Returns:
+        (new width, new height).
+    """
+    if resize == "squash":
+        return size, size
     if width <= height:
-        new_width, new_height = size, int(size * height / width)
-    else:
-        new_width, new_height = int(size * width / height), size
-    return image.resize((new_width, new_height), Image.BICUBIC)
+        return size, int(size * height / width)
+    return int(size * width / height), size
 
 
 def _resize(image, size, resize):
     """Shorter side to size (crop) or the whole frame to size x size (squash), PIL bicubic."""
-    if resize == "squash":
-        return image.resize((size, size), Image.BICUBIC)
-    return _resize_shorter_side(image, size)
+    return image.resize(resized_size(*image.size, size, resize), Image.BICUBIC)
 
 
 def prepare_frame(image, image_size, training=False, rng=None, resize="crop"):
@@ -131,24 +145,59 @@ def prepare_frame(image, image_size, training=False, rng=None, resize="crop"):
     check_image_size(*image.size)
     image = to_rgb(image)
     if training:
-        rng = rng if rng is not None else np.random.default_rng()
-        image = _resize(image, int(round(image_size * TRAINING_RESIZE_RATIO)), resize)
-        width, height = image.size
-        left = int(rng.integers(0, width - image_size + 1))
-        top = int(rng.integers(0, height - image_size + 1))
-        image = image.crop((left, top, left + image_size, top + image_size))
-        if rng.random() < 0.5:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    else:
-        image = _resize(image, image_size, resize)
-        width, height = image.size
-        top = int(round((height - image_size) / 2.0))
-        left = int(round((width - image_size) / 2.0))
-        image = image.crop((left, top, left + image_size, top + image_size))
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    return (pixels - IMAGENET_MEAN) / IMAGENET_STD
+        return normalise(_augment(image, image_size, rng, training_size(*image.size, image_size, resize)))
+    image = _resize(image, image_size, resize)
+    width, height = image.size
+    top = int(round((height - image_size) / 2.0))
+    left = int(round((width - image_size) / 2.0))
+    image = image.crop((left, top, left + image_size, top + image_size))
+    return normalise(np.asarray(image))
+
+
+def training_size(width, height, image_size, resize):
+    """(width, height) a width x height frame is resized to before the training crop (shorter side or square of
+    round(image_size * 246 / 224))."""
+    return resized_size(width, height, int(round(image_size * TRAINING_RESIZE_RATIO)), resize)
+
+
+def _augment(image, image_size, rng, size, box=None):
+    """The training augmentation of an RGB PIL image: bicubic resize to size (width, height) of the whole image (or
+    of box, its region in pixels), random image_size crop, random horizontal flip. Returns image_size x image_size
+    x 3 uint8."""
+    rng = rng if rng is not None else np.random.default_rng()
+    image = image.resize(size, Image.BICUBIC, box=box)
+    width, height = size
+    left = int(rng.integers(0, width - image_size + 1))
+    top = int(rng.integers(0, height - image_size + 1))
+    image = image.crop((left, top, left + image_size, top + image_size))
+    if rng.random() < 0.5:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(image)
+
+
+def normalise(pixels):
+    """8-bit RGB pixels (... x 3 uint8) -> /255, ImageNet mean/std (float32)."""
+    return (np.asarray(pixels, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def load_frame(path, image_size, training=False, rng=None, resize="crop"):
-    """Read a frame file and prepare it (open_frame + prepare_frame; same arguments as prepare_frame)."""
-    return prepare_frame(open_frame(path), image_size, training=training, rng=rng, resize=resize)
+    """Read a frame file and prepare it (open_frame + prepare_frame; same arguments as prepare_frame).
+
+    In training a JPEG of at least twice the training resize is decoded at a reduced DCT scale (see the module
+    docstring); the resize target, and so the crop and flip drawn from rng, are those of the full-size frame.
+    """
+    if not training:
+        return prepare_frame(open_frame(path), image_size, resize=resize)
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+
+    def decode(image):
+        size = training_size(*image.size, image_size, resize)  # from the header: the full-size frame's
+        # A JPEG decodes at the smallest DCT scale (1/2, 1/4, 1/8) that still covers size in both directions; other
+        # formats, and frames less than twice the size, decode in full.
+        # box: the frame's region in the reduced image (the last row and column are partly padding at odd sizes).
+        drafted = image.draft("RGB", size)
+        return to_rgb(image), size, drafted[1] if drafted else None
+
+    image, size, box = _open_checked(path, decode)
+    return normalise(_augment(image, image_size, rng, size, box))

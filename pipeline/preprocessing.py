@@ -327,13 +327,16 @@ def _report(reason):
     print(f"warning: skipped {reason}", file=sys.stderr)
 
 
-def _load_pair(image_path, audio_path, seed, training, settings, rate, resize):
-    """Decode one pair in a tf.data worker; a bad file gives ok=False and is listed, not raised."""
+def _load_pair(image_path, audio_path, item_seed, training, settings, rate, resize):
+    """Decode one pair in a tf.data worker; a bad file gives ok=False and is listed, not raised.
+
+    item_seed: int64 vector (seed, group, pass, position): the item's augmentation depends on nothing else.
+    """
     image_path, audio_path = image_path.decode(), audio_path.decode()
     size = settings["image_size"]
     length = int(round(rate * settings["audio_seconds"]))
     placeholder = np.zeros((size, size, 3), np.float32), np.zeros((length,), np.float32), False
-    rng = np.random.default_rng(int(seed)) if training else None
+    rng = np.random.default_rng(np.asarray(item_seed).astype(np.uint64)) if training else None
     try:
         frame = load_frame(image_path, size, training=training, rng=rng, resize=resize)
     except Exception as error:  # a corrupt file is reported and skipped, never fatal
@@ -367,33 +370,61 @@ def _group_by_rate(pairs, settings):
     return dict(sorted(groups.items()))
 
 
-def _rate_dataset(pairs, settings, rate, training, batch_size, shuffle, seed, with_names, drop_remainder,
-                  deterministic, resize):
-    """The batched pipeline over pairs whose audio is (or is brought to) one rate."""
+def pass_seed(seed, pass_number, stream):
+    """The stateless seed (shape [2]) of one stream of one pass: a group's shuffle, or the order of the groups.
+
+    Args:
+        seed: the run's seed (int).
+        pass_number: which pass over the pairs (int or int64 scalar tensor).
+        stream: the rate group's index, or the number of groups for the order in which groups take turns.
+    """
+    base = tf.stack([tf.constant(seed, tf.int64), tf.cast(pass_number, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, stream)
+
+
+def _item_order(count, kept, seed, group, shuffle, first_pass, passes):
+    """(index, pass, position) of every item read, pass after pass: a dataset of int64 scalars.
+
+    Pass p reads the first `kept` items of a permutation that depends only on (seed, group, p): restarting at
+    any pass or position reads the same items in the same order.
+    """
+
+    def one_pass(pass_number):
+        indices = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            indices = tf.random.experimental.stateless_shuffle(indices, seed=pass_seed(seed, pass_number, group))
+        positions = tf.range(kept, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((indices[:kept], tf.fill([kept], pass_number), positions))
+
+    last = first_pass + passes if passes is not None else np.iinfo(np.int64).max
+    return tf.data.Dataset.range(first_pass, last).flat_map(one_pass)
+
+
+def _rate_dataset(pairs, settings, rate, group, training, batch_size, shuffle, seed, with_names, drop_remainder,
+                  deterministic, resize, first_pass, passes, skip_items):
+    """The batched pipeline over pairs whose audio is (or is brought to) one rate, from pass first_pass on."""
     size = settings["image_size"]
     length = int(round(rate * settings["audio_seconds"]))
-    dataset = tf.data.Dataset.from_tensor_slices(
-        ([pair.image_path for pair in pairs], [pair.audio_path for pair in pairs], [pair.name for pair in pairs])
-    )
-    if shuffle:
-        dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    item_seeds = tf.data.Dataset.random(seed=seed)  # one augmentation seed per element, new every epoch
-    dataset = tf.data.Dataset.zip((dataset, item_seeds))
+    kept = len(pairs) // batch_size * batch_size if drop_remainder else len(pairs)
+    image_paths = tf.constant([pair.image_path for pair in pairs])
+    audio_paths = tf.constant([pair.audio_path for pair in pairs])
+    names = tf.constant([pair.name for pair in pairs])
+    order = _item_order(len(pairs), kept, seed, group, shuffle, first_pass, passes).skip(skip_items)
 
-    def load(paths, item_seed):
-        image_path, audio_path, name = paths
+    def load(index, pass_number, position):
+        item_seed = tf.stack([tf.constant(seed, tf.int64), tf.constant(group, tf.int64), pass_number, position])
         frame, waveform, ok = tf.numpy_function(
             lambda image, audio, value: _load_pair(image, audio, value, training, settings, rate, resize),
-            [image_path, audio_path, item_seed],
+            [tf.gather(image_paths, index), tf.gather(audio_paths, index), item_seed],
             [tf.float32, tf.float32, tf.bool],
             stateful=False,
         )
         frame.set_shape((size, size, 3))
         waveform.set_shape((length,))
         ok.set_shape(())
-        return frame, waveform, name, ok
+        return frame, waveform, tf.gather(names, index), ok
 
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = order.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.filter(lambda frame, waveform, name, ok: ok)
 
     def to_inputs(frame, waveform, name, ok):
@@ -406,8 +437,12 @@ def _rate_dataset(pairs, settings, rate, training, batch_size, shuffle, seed, wi
 
 
 def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, with_names=False, drop_remainder=False,
-                 deterministic=None, resize="crop"):
+                 deterministic=None, resize="crop", repeat=False, first_batch=0, last_batch=None):
     """A batched, prefetched tf.data pipeline over pairs.
+
+    The order and the augmentation are functions of (seed, pass, position) only (stateless random ops, no state
+    carried from one pass to the next): a run restarted at any batch with first_batch reads what it would have
+    read had it never stopped (train.py's exact resume).
 
     Args:
         pairs: list of Pair from find_pairs.
@@ -415,13 +450,20 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
             file's rate, and then every batch holds files of one rate (its spectrogram is scaled by that rate).
         training: apply the training augmentation.
         batch_size: items per batch.
-        shuffle: reshuffle every epoch (default: same as training); with several rates, batches of the rate
-            groups are also drawn in random order.
+        shuffle: a new order every pass (default: same as training); with several rates, the batches of the
+            rate groups also take turns in an order drawn per pass.
         seed: seed of the shuffle and the augmentation.
         with_names: yield (inputs, names) instead of inputs.
-        drop_remainder: drop the last incomplete batch (of each rate group).
-        deterministic: keep the order of parallel decoding (default: not while training, where any order will do).
+        drop_remainder: drop the last incomplete batch of each pass (of each rate group).
+        deterministic: keep the order of parallel decoding (default: not while training, where any order will do;
+            with repeat, always kept).
         resize: "crop" (LVS) or "squash" (Resize((S, S))), see frames.py.
+        repeat: pass after pass without end (training); each pass drops its incomplete last batch.
+        first_batch: with repeat, start at this batch of the stream (the batches of one pass are those of every
+            rate group, each dropping its remainder).
+        last_batch: with repeat, the stream ends after the pass after the one holding this batch (one pass to
+            spare for files that fail to decode), so that a folder in which nothing decodes ends, not spins;
+            None: endless.
 
     Returns:
         A dataset of {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1} dicts (float32); time
@@ -431,9 +473,12 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
         raise ValueError("no pairs to read")
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    if first_batch < 0 or (first_batch and not repeat):
+        raise ValueError(f"first_batch must be 0, or at least 0 with repeat, got {first_batch}")
     settings = check_settings(settings)
     shuffle = training if shuffle is None else shuffle
-    deterministic = not training if deterministic is None else deterministic
+    deterministic = repeat or (not training if deterministic is None else deterministic)
+    drop_remainder = drop_remainder or repeat
     usable = []
     for pair in pairs:
         if all(_is_utf8(path) for path in pair):
@@ -443,15 +488,34 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
     groups = _group_by_rate(usable, settings)
     if not groups:
         raise ValueError("no pair has usable audio")
-    datasets = [_rate_dataset(group, settings, rate, training, batch_size, shuffle, seed + index, with_names,
-                              drop_remainder, deterministic, resize)
-                for index, (rate, group) in enumerate(groups.items())]  # seed + index: groups draw apart
-    dataset = datasets[0]
-    if len(datasets) > 1 and shuffle:
-        weights = [len(group) for group in groups.values()]
-        dataset = tf.data.Dataset.sample_from_datasets(datasets, weights=[w / sum(weights) for w in weights],
-                                                       seed=seed, stop_on_empty_dataset=False)
+    sizes = [len(group) for group in groups.values()]
+    per_group = [size // batch_size if drop_remainder else -(-size // batch_size) for size in sizes]  # batches a pass
+    if repeat and not any(per_group):
+        raise ValueError(f"batch_size {batch_size} is more than the pairs of every rate group ({sizes})")
+    first_pass, offset = divmod(first_batch, sum(per_group)) if repeat else (0, 0)
+    passes = 1
+    if repeat:
+        passes = None if last_batch is None else max(1, -(-last_batch // sum(per_group)) - first_pass + 1)
+
+    def group_turns(pass_number):
+        """Which group gives each batch of a pass (int64 vector): in turn, or in an order drawn per pass."""
+        turns = tf.repeat(tf.range(len(groups), dtype=tf.int64), per_group)
+        if shuffle:
+            turns = tf.random.experimental.stateless_shuffle(turns, seed=pass_seed(seed, pass_number, len(groups)))
+        return turns
+
+    done_in_pass = np.zeros(len(groups), np.int64)  # batches of each group the first pass has already given
+    if offset:
+        done_in_pass = np.bincount(group_turns(first_pass).numpy()[:offset], minlength=len(groups))
+    datasets = [_rate_dataset(group, settings, rate, index, training, batch_size, shuffle, seed, with_names,
+                              drop_remainder, deterministic, resize, first_pass, passes,
+                              int(done_in_pass[index]) * batch_size)
+                for index, (rate, group) in enumerate(groups.items())]
+    if len(datasets) == 1:
+        dataset = datasets[0]
     else:
-        for other in datasets[1:]:
-            dataset = dataset.concatenate(other)
+        last = first_pass + passes if passes else np.iinfo(np.int64).max
+        turns = tf.data.Dataset.range(first_pass, last).flat_map(
+            lambda pass_number: tf.data.Dataset.from_tensor_slices(group_turns(pass_number))).skip(offset)
+        dataset = tf.data.Dataset.choose_from_datasets(datasets, turns, stop_on_empty_dataset=False)
     return dataset.prefetch(tf.data.AUTOTUNE)

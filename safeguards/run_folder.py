@@ -5,7 +5,7 @@
   run on the same folder gets one line naming the first (pid, host, start time).
 - private_temp_dir: OUT_DIR/.tmp as the process's temporary folder (Keras writes one while saving), emptied at
   the start of every run, so a killed save leaves nothing in the system's temporary folder.
-- list_checkpoints, remove_partials, read_json: os.scandir / os.walk only, so a path holding [, ], * or ? is a
+- checkpoint_path, list_checkpoints (epoch ends and mid-epoch positions), remove_partials, read_json: os.scandir / os.walk only, so a path holding [, ], * or ? is a
   path, never a pattern.
 
 Usage:
@@ -15,6 +15,7 @@ Usage:
         ...
 """
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -26,7 +27,9 @@ import socket
 import tempfile
 import time
 
-CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{4,})\.keras$")
+# checkpoints/epoch_0003.keras: after 3 epochs; epoch_0003_step_00000005.keras: 5 steps into the 4th epoch.
+CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d{4,})(?:_step_(\d{8,}))?\.keras$")
+Checkpoint = collections.namedtuple("Checkpoint", ["epochs", "steps", "path"])
 LOCK_NAME = ".lock"
 TEMPORARY_NAME = ".tmp"
 
@@ -130,8 +133,18 @@ def private_temp_dir(out_dir):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def checkpoint_path(out_dir, epochs, steps=0):
+    """OUT_DIR/checkpoints/epoch_NNNN.keras after `epochs` epochs, or epoch_NNNN_step_SSSSSSSS.keras `steps` steps
+    into the next one."""
+    name = f"epoch_{epochs:04d}" + (f"_step_{steps:08d}" if steps else "") + ".keras"
+    return os.path.join(out_dir, "checkpoints", name)
+
+
 def list_checkpoints(out_dir):
-    """(epoch, path) of the epoch checkpoints in OUT_DIR/checkpoints, newest first."""
+    """Checkpoint(epochs, steps, path) of the checkpoints in OUT_DIR/checkpoints, newest first.
+
+    epochs is the number of finished epochs, steps the steps done in the next one (0 for an epoch's end).
+    """
     folder = os.path.join(out_dir, "checkpoints")
     if not os.path.isdir(folder):
         return []
@@ -140,7 +153,7 @@ def list_checkpoints(out_dir):
         for entry in entries:
             match = CHECKPOINT_PATTERN.match(entry.name)
             if match and entry.is_file():
-                found.append((int(match.group(1)), entry.path))
+                found.append(Checkpoint(int(match.group(1)), int(match.group(2) or 0), entry.path))
     return sorted(found, reverse=True)
 
 

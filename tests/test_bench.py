@@ -189,7 +189,9 @@ def test_quick_run_writes_the_report(tmp_path):
     assert "failed" not in report.lower() and "FAILED" not in completed.stderr
     train_row = next(row for row in rows if row[1] == "ours (Keras)" and row[2] == "fp32")
     assert float(train_row[9]) > 0  # samples/s
-    assert any("128x128 jpg + 0.5 s 8000 Hz" in line for line in report.splitlines())  # the pipeline row
+    assert "## Input pipeline" not in report  # measured at the paper's settings only (tests/test_pipeline_speed.py)
+    assert f"## Training throughput (CPU class: {bench.cpu_features.cpu_class(bench.cpu_features.cpu_flags())})" \
+        in report  # every table names the CPU class it was measured on
     assert "## Against the targets" in report and "## Peak memory" not in report
     assert report.strip() in completed.stdout  # the same tables on stdout
     assert "timed in a fresh process of its own" in report
@@ -311,3 +313,19 @@ def test_video_section_times_predict_video_and_the_pytorch_forward(tmp_path):
     assert row[2:4] == ["250", "40"]  # 10 s at 25 fps, maps at the default 4 per second
     assert float(row[4].rstrip(" s")) > 0 and float(row[5]) > 0 and float(row[6]) > 0 and float(row[7]) > 0
     assert "## Training throughput" not in report  # --only video skipped the other sections
+
+
+def test_checkpoint_cost_at_the_paper_shapes(tmp_path):
+    """bench.py --only checkpoint's measurement, run for real at batch 1: a real file, and the overhead arithmetic."""
+    from benchmarks import checkpoint_cost
+    from training.checkpoints import DEFAULT_CHECKPOINT_EVERY
+
+    result = checkpoint_cost.run_isolated(batch_size=1, saves=1)
+    assert 200 < result["checkpoint_megabytes"] < 400  # two ResNet-18s and Adam's two moments, float32
+    assert result["save_seconds"] > 0 and result["step_seconds"] > 0
+    assert result["checkpoint_every"] == DEFAULT_CHECKPOINT_EVERY
+    assert result["overhead_here"] == pytest.approx(result["save_seconds"] / (DEFAULT_CHECKPOINT_EVERY *
+                                                                             result["step_seconds"]))
+    assert result["overhead_on_gpu"] == pytest.approx(result["save_seconds"] / (DEFAULT_CHECKPOINT_EVERY * 256 / 3000))
+    section = checkpoint_cost.format_section(result, "AVX-512 + bf16", "python bench.py --only checkpoint")
+    assert section.startswith(checkpoint_cost.HEADING) and "--checkpoint_every 1000 (the default)" in section

@@ -1,5 +1,5 @@
 """Training across replicas and machines: the distributed step equals the single-device step; two workers on
-127.0.0.1 train together through train.py, write one checkpoint and resume under the strategy."""
+127.0.0.1 train together through train.py, and after one is killed and both restarted end as if never stopped."""
 
 import json
 import os
@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from checkpoint_arrays import assert_identical
+from event_files import event_pids
 
 PROJECT = Path(__file__).resolve().parents[1]
 ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -47,50 +50,79 @@ def free_ports(count):
     return ports
 
 
-def run_workers(arguments, ports, log_dir):
-    """Run one train.py per port as a TF_CONFIG cluster on 127.0.0.1; return their stdouts."""
-    processes, logs = [], []
+def start_workers(arguments, ports, log_dir, tag):
+    """One train.py per port as a TF_CONFIG cluster on 127.0.0.1: [(process, stdout file, stderr file)]."""
+    workers = []
     for index in range(len(ports)):
         config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
-        stdout, stderr = open(log_dir / f"worker{index}.out", "w+"), open(log_dir / f"worker{index}.err", "w+")
-        logs.append((stdout, stderr))
-        processes.append(subprocess.Popen(
+        stdout, stderr = open(log_dir / f"{tag}{index}.out", "w+"), open(log_dir / f"{tag}{index}.err", "w+")
+        process = subprocess.Popen(
             [sys.executable, str(PROJECT / "train.py"), *arguments, "--strategy", "multi_worker"], cwd=PROJECT,
             stdout=stdout, stderr=stderr, env=dict(ENVIRONMENT, TF_CONFIG=json.dumps(config)),
-        ))
-    deadline = time.time() + 600
-    while time.time() < deadline and any(process.poll() is None for process in processes):
-        if any(process.poll() not in (None, 0) for process in processes):
-            break  # a worker failed: its peers would wait for it forever
+        )
+        workers.append((process, stdout, stderr))
+    return workers
+
+
+def finish(workers, timeout=600):
+    """Wait for every worker (killing what is left at the timeout); return [(exit code, stdout, stderr)]."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(process.poll() is None for process, _, _ in workers):
         time.sleep(0.5)
-    for process in processes:
+    results = []
+    for process, stdout, stderr in workers:
         if process.poll() is None:
             process.kill()
             process.wait()
-    outputs = []
-    for process, (stdout, stderr) in zip(processes, logs):
         stdout.seek(0)
         stderr.seek(0)
-        assert process.returncode == 0, stderr.read()[-3000:]
-        outputs.append(stdout.read())
-    return outputs
+        results.append((process.returncode, stdout.read(), stderr.read()))
+    return results
 
 
-def test_two_workers_train_together_and_resume(tmp_path):
+def run_workers(arguments, ports, log_dir, tag):
+    """Run the cluster to its end; every worker must succeed. Returns their stdouts."""
+    results = finish(start_workers(arguments, ports, log_dir, tag))
+    for code, _, stderr in results:
+        assert code == 0, stderr[-3000:]
+    return [stdout for _, stdout, _ in results]
+
+
+def test_two_workers_killed_and_restarted_end_as_if_never_stopped(tmp_path):
+    """Two workers train together (one checkpoint writer); one is killed with kill -9 inside epoch 2; the other stops
+    with one clear line; restarting both resumes from the newest checkpoint and ends with the uninterrupted run's
+    weights and optimizer state, bit for bit."""
     data = tmp_path / "pairs"
     data.mkdir()
     for path in sorted((PROJECT / "data" / "demo" / "train").iterdir())[:16]:
         shutil.copy(path, data / path.name)
-    out = tmp_path / "run"
-    arguments = ["--data_dir", str(data), "--out_dir", str(out), "--image_size", "32", "--sample_rate", "8000",
-                 "--audio_seconds", "0.1", "--image_weights", "none", "--batch_size", "4", "--steps_per_epoch", "2"]
-    outputs = run_workers([*arguments, "--epochs", "1"], free_ports(2), tmp_path)
+    arguments = ["--data_dir", str(data), "--image_size", "32", "--sample_rate", "8000", "--audio_seconds", "0.1",
+                 "--image_weights", "none", "--batch_size", "4", "--steps_per_epoch", "4", "--checkpoint_every", "2",
+                 "--epochs", "2", "--deterministic"]
+    reference = tmp_path / "reference"
+    outputs = run_workers([*arguments, "--out_dir", str(reference)], free_ports(2), tmp_path, "reference")
     assert all("2 replica(s)" in output for output in outputs)
-    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["epoch_0001.keras"]
-    assert not list(out.rglob(".*.partial-*"))
+    assert sorted(path.name for path in (reference / "checkpoints").iterdir()) == \
+        ["epoch_0001_step_00000002.json", "epoch_0001_step_00000002.keras", "epoch_0002.keras"]
 
-    outputs = run_workers([*arguments, "--epochs", "2"], free_ports(2), tmp_path)
-    assert all("resuming from" in output and "epoch 1 of 2 done" in output for output in outputs)
-    assert (out / "checkpoints" / "epoch_0002.keras").is_file() and (out / "model.keras").is_file()
-    rows = (out / "log.csv").read_text().strip().splitlines()
-    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
+    out = tmp_path / "run"
+    workers = start_workers([*arguments, "--out_dir", str(out)], free_ports(2), tmp_path, "killed")
+    mid_epoch = out / "checkpoints" / "epoch_0001_step_00000002.keras"
+    deadline = time.time() + 600
+    while not mid_epoch.exists() and time.time() < deadline and all(p.poll() is None for p, _, _ in workers):
+        time.sleep(0.1)
+    assert mid_epoch.exists(), "the mid-epoch checkpoint was never written"
+    assert event_pids(out / "tensorboard") == {workers[0][0].pid}  # the chief alone writes TensorBoard's files
+    workers[1][0].kill()  # kill -9 of the worker that does not write
+    (code, _, stderr), (killed_code, _, _) = finish(workers)
+    assert killed_code == -9
+    assert code == 1, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: another worker of the cluster stopped or cannot be reached") and \
+        "Restart every worker with the same command" in last
+    assert not (out / "model.keras").exists()
+
+    outputs = run_workers([*arguments, "--out_dir", str(out)], free_ports(2), tmp_path, "restarted")
+    assert all("resuming from" in output for output in outputs)
+    assert_identical(reference / "model.keras", out / "model.keras")
+    assert not list(out.rglob(".*.partial-*"))

@@ -2,7 +2,7 @@
 stderr, while argparse's errors, our warnings and any other line written during TensorFlow's import still do.
 
 The scripts run as a user runs them: without TF_CPP_MIN_LOG_LEVEL (which does not reach these lines anyway).
-Passes with oneDNN on (the default on CPUs with AVX-512) and off (TF_ENABLE_ONEDNN_OPTS=0, as on AVX2-only CPUs).
+Passes with oneDNN on (the scripts' default on x86 CPUs with AVX2/FMA or better) and off (TF_ENABLE_ONEDNN_OPTS=0).
 """
 
 import os

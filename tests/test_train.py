@@ -1,13 +1,11 @@
-"""train.py as a user runs it: outputs, resume (also after kill -9 mid-epoch), clear errors for bad input."""
+"""train.py as a user runs it: outputs, resume, clear errors for bad input (exact resume: test_resume.py)."""
 
 import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -111,34 +109,17 @@ def test_training_writes_everything_and_resumes(pairs_dir, tmp_path):
     assert result.returncode == 1 and "--image_size 32 (now 64)" in result.stderr
 
 
-def test_kill_9_mid_epoch_then_rerun_resumes(pairs_dir, tmp_path):
-    out = tmp_path / "run"
-    command = [sys.executable, str(PROJECT / "train.py"), "--data_dir", str(pairs_dir), "--out_dir", str(out),
-               "--epochs", "3", "--steps_per_epoch", "40", *TINY]
-    process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    first = out / "checkpoints" / "epoch_0001.keras"
-    deadline = time.time() + 240
-    while not first.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert first.exists(), "the first epoch did not finish in time"
-    time.sleep(3)  # well inside epoch 2 (40 steps)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "checkpoints" / "epoch_0003.keras").exists()
-    assert not (out / "model.keras").exists()
+def test_mixed_precision_trains_with_a_finite_loss_or_refuses_without_native_bfloat16(pairs_dir, tmp_path):
+    from safeguards import cpu_features
 
-    result = run(command[2:])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "resuming from" in result.stdout
-    assert [row["epoch"] for row in read_rows(out / "log.csv")] == ["1", "2", "3"]
-    assert not list(out.rglob(".*.partial-*")), "a partial file was left behind"
-    assert (out / "model.keras").is_file()
-
-
-def test_mixed_precision_trains_with_a_finite_loss(pairs_dir, tmp_path):
     out = tmp_path / "run"
     result = run(["--data_dir", str(pairs_dir), "--out_dir", str(out), "--epochs", "1", "--mixed_precision", *TINY])
+    if not cpu_features.has_native_bfloat16(cpu_features.cpu_flags()):  # an AVX2 CPU: emulated, ~9x slower
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"error: --mixed_precision: {cpu_features.mixed_precision_problem(cpu_features.cpu_flags(), False)}"]
+        assert not out.exists() or not (out / "checkpoints").exists()
+        return
     assert result.returncode == 0, result.stderr[-2000:]
     loss = float(read_rows(out / "log.csv")[0]["loss"])
     assert loss == loss and 0 < loss < 10  # finite, not NaN

@@ -202,8 +202,9 @@ def test_private_temp_dir_gives_the_process_its_temporary_folder_back(tmp_path):
 
 
 def onednn_in_use():
-    """Whether TensorFlow runs its CPU ops on oneDNN here (IsMklEnabled()): the default on CPUs with AVX-512,
-    off with TF_ENABLE_ONEDNN_OPTS=0 and on AVX2-only CPUs. The test process has the children's environment."""
+    """Whether TensorFlow runs its CPU ops on oneDNN here (IsMklEnabled()): on by default on x86 CPUs with AVX2/FMA
+    or better (TensorFlow's own rule, or safeguards/quiet_tensorflow.py where TensorFlow would leave it off), off
+    with TF_ENABLE_ONEDNN_OPTS=0. The test process has the children's environment."""
     import tensorflow  # noqa: F401  (conftest imported torch first)
     from tensorflow.python.util import _pywrap_util_port
 
@@ -224,7 +225,7 @@ def test_running_out_of_memory_is_one_line(pairs_dir, tmp_path, allocator):
     """An allocation TensorFlow cannot make (its CPU allocator capped below the weights and Adam's moments with
     TensorFlow's own variables) ends in one line that says what to change, not a traceback."""
     if allocator == "onednn_allocator" and not onednn_in_use():
-        pytest.skip("needs oneDNN in use (IsMklEnabled(): a CPU with AVX-512 and no TF_ENABLE_ONEDNN_OPTS=0): "
+        pytest.skip("needs oneDNN in use (IsMklEnabled(): oneDNN on, not TF_ENABLE_ONEDNN_OPTS=0): "
                     "TF_MKL_ALLOC_MAX_BYTES caps oneDNN's allocator only; default_cpu_allocator tests this path")
     environment = {**os.environ, **OUT_OF_MEMORY_CAPS[allocator]}
     result = subprocess.run([sys.executable, str(PROJECT / "train.py"), "--data_dir", str(pairs_dir), "--out_dir",

@@ -2,7 +2,9 @@
 
 - heatmaps.py: the forward pass, frames as the model sees them, the four-panel figure, overlays (predict.py,
   evaluate.py's figures).
-- video_prediction.py: predict.py --video: a heatmap video with its audio, a strip, saved maps.
+- prediction.py: what predict.py and app.py share: a checkpoint with its settings, one pair checked, the maps and
+  four-panel figures of pairs.
+- video_prediction.py: predict.py --video and app.py's videos: a heatmap video with its audio, a strip, saved maps.
 
-May import: pipeline, safeguards.
+May import: pipeline, safeguards, model (prediction.py loads checkpoints).
 """
