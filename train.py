@@ -554,9 +554,13 @@ def train(arguments, pairs, validation_pairs):
 
 def make_tensorboard_log(arguments, model, items, steps, batch_size):
     """The TensorBoardLog of this run, its heatmaps drawn for the first HEATMAP_ITEMS of items (by name)."""
-    batch = preprocessing.make_dataset(items[:HEATMAP_ITEMS], model.settings, training=False,
-                                       batch_size=HEATMAP_ITEMS, with_names=True)
-    inputs, names = next(iter(batch), (None, []))
+    try:
+        batch = preprocessing.make_dataset(items[:HEATMAP_ITEMS], model.settings, training=False,
+                                           batch_size=HEATMAP_ITEMS, with_names=True)
+        inputs, names = next(iter(batch), (None, []))
+    except ValueError as error:  # none of those items has usable audio: the curves are still logged
+        print(f"warning: no heatmaps in TensorBoard: {error}", file=sys.stderr)
+        inputs, names = None, []
     if inputs is not None:
         inputs = {key: value.numpy() for key, value in inputs.items()}
         names = [name.decode() for name in names.numpy()]
