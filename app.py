@@ -136,6 +136,7 @@ class UploadsOnly:
     Gradio refuses itself; uploaded_file checks it again.)"""
 
     JOB_ROUTE = re.compile(r"/(queue/join|call/|run/)")
+    MAX_JOB_BYTES = 1_000_000  # a job's JSON is a few hundred bytes; more is not read into memory
 
     def __init__(self, app):
         self.app = app
@@ -153,14 +154,15 @@ class UploadsOnly:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not self.JOB_ROUTE.search(scope["path"]):
             return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
+        chunks, more, size = [], True, 0
+        while more and size <= self.MAX_JOB_BYTES:
             message = await receive()
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             more = message.get("more_body", False) and message["type"] == "http.request"
         body = b"".join(chunks)
-        try:
-            refused = self.names_an_address(json.loads(body or b"null"))
+        try:  # a job names its files; it never carries them (uploads go to /upload), so a large body is refused
+            refused = size > self.MAX_JOB_BYTES or self.names_an_address(json.loads(body or b"null"))
         except (ValueError, RecursionError):
             refused = True
         if refused:
