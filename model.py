@@ -3,6 +3,8 @@
 - Vision tower: ResNet-18 trunk (3 channels, layer4 stride 1 by default), 224 x 224 frame -> 14 x 14 x 512.
 - Audio tower: ResNet-18 trunk (1 channel, layer4 stride 1), spectrogram -> map -> global max pooling -> 512.
 - Both L2-normalised along channels. call() gives the similarity map S_ii and the positive mask m_ip.
+- Input step: a training batch arrives as 8-bit frames and waveforms and is normalised and turned into
+  spectrograms on the model's device (pipeline.preprocessing.model_inputs); prepared batches pass as they are.
 - train_step / test_step apply loss.lvs_loss (BatchNorm in training mode while training). Under a
   tf.distribute strategy the audio embeddings of every replica are gathered, so each image's easy negatives
   come from the whole global batch.
@@ -34,6 +36,7 @@ from keras import ops
 
 import loss as lvs
 import resnet18
+from pipeline import preprocessing
 from pipeline.audio import NATIVE  # settings["sample_rate"] of a model fed every file at its own rate
 from safeguards.arguments import sample_rate as sample_rate_argument
 from safeguards.atomic import atomic_path
@@ -174,12 +177,15 @@ class LVSModel(keras.Model):
         """L2-normalised features of both towers.
 
         Args:
-            inputs: {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1}.
+            inputs: {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1}, or a training batch of
+                8-bit frames and waveforms (preprocessing.model_inputs: normalised and turned into spectrograms
+                here, on the model's device).
             training: BatchNorm in training mode.
 
         Returns:
             (frame_features batch x h x w x 512, audio_features batch x 512), float32.
         """
+        inputs = preprocessing.model_inputs(inputs)
         segments = self.rematerialised_segments() if training else 0
         stem_chunk = self.remat_stem_chunk if self.remat else None
         if segments != 0:

@@ -3,7 +3,9 @@
 On files shaped as vggss_dl.py writes them (generated: 512 x 512 JPEGs of natural-looking content, encoded by
 ffmpeg's mjpeg at -q:v 2 in 4:2:0 as downloading/clip_cutting.py writes frames, and 10 s 16 kHz mono 16-bit
 wavs), or on a folder of the user's (--data_dir), at the paper's settings (224 px, 16 kHz, 10 s), it times
-- ours: preprocessing.make_dataset(training=True), its batches iterated as train.py iterates them;
+- ours: preprocessing.make_dataset(training=True), its batches iterated as train.py iterates them (decoded and
+  augmented on the host; the normalisation and the spectrogram are the model's input step on the device, timed
+  apart on the same cores and reported beside the table);
 - the reference: a torch DataLoader doing the official LVS training preprocessing (the authors'
   datasets/dataloader.py: PIL open + convert('RGB'), Resize(int(224 * 1.1), bicubic), RandomCrop(224),
   RandomHorizontalFlip, CenterCrop(224), ToTensor, Normalize; soundfile.read, tiled, cut, clipped,
@@ -50,6 +52,11 @@ DEFAULT_ROUNDS = 2  # every row runs this many times, interleaved; the fastest c
 # A round figure for a datacenter GPU at the paper's shapes (about 82 GFLOP per training sample: 41 TFLOP/s
 # sustained), for the arithmetic of how many cores feed it; the line scales linearly with it.
 GPU_SAMPLES_PER_SECOND = 500
+# The spectrogram's float64 work per sample at the paper's settings: 671 frames, each a 512-point real FFT (about
+# 2.5 N log2 N flop) and the window, mean, power and log (about 10 flop a sample of the frame).
+INPUT_STEP_FLOP = 671 * (2.5 * 512 * 9 + 10 * 512)
+INPUT_STEP_REPEATS = 5
+TRAIN_STEP_FLOP = 82e9  # a training sample at the paper's shapes (docs/BENCHMARKS.md, FLOP table)
 PROBE_PREFIX = "PIPELINE_PROBE "  # the line of a probe process that carries its result
 HEADING = "## Input pipeline"  # bench.py --only pipeline replaces the section that starts with it
 TIMEOUT_SECONDS = 900
@@ -161,14 +168,27 @@ def probe_ours(pairs, settings, batch_size, warmup, count):
     dataset = preprocessing.make_dataset(pairs, settings, training=True, batch_size=batch_size,
                                          drop_remainder=True).repeat()
     seconds, batch = time_batches(iter(dataset), warmup, count)
-    width = preprocessing.spectrogram_width(settings["sample_rate"], settings["audio_seconds"])
+    length = int(round(settings["sample_rate"] * settings["audio_seconds"]))
     size = settings["image_size"]
     if (tuple(batch["frame"].shape) != (batch_size, size, size, 3)
-            or tuple(batch["spectrogram"].shape) != (batch_size, 257, width, 1)):
-        raise RuntimeError(f"unexpected batch {batch['frame'].shape} / {batch['spectrogram'].shape}")
+            or tuple(batch["waveform"].shape) != (batch_size, length)):
+        raise RuntimeError(f"unexpected batch {batch['frame'].shape} / {batch['waveform'].shape}")
     if preprocessing.SKIPPED_WHILE_LOADING:
         raise RuntimeError(f"files failed to decode: {preprocessing.SKIPPED_WHILE_LOADING[:2]}")
-    return seconds, "tf.data AUTOTUNE"
+    return seconds, "tf.data AUTOTUNE", {"input_step_ms": time_input_step(preprocessing, batch)}
+
+
+def time_input_step(preprocessing, batch, repeats=INPUT_STEP_REPEATS):
+    """Milliseconds per sample of the model's input step (normalisation + spectrogram, preprocessing.model_inputs)
+    on this process's cores: work that train.py does on the device, inside the train step, not in the pipeline."""
+    import tensorflow as tf
+
+    step = tf.function(preprocessing.model_inputs)
+    step(batch)["spectrogram"].numpy()  # traced and warmed up, not timed
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step(batch)["spectrogram"].numpy()
+    return 1000 * (time.perf_counter() - start) / (repeats * batch["frame"].shape[0])
 
 
 def probe_reference(pairs, settings, batch_size, warmup, count):
@@ -214,7 +234,7 @@ def probe_reference(pairs, settings, batch_size, warmup, count):
     seconds, (frames, spectrograms) = time_batches(iter(loader), warmup, count)
     if frames.shape[0] != batch_size or spectrograms.shape[0] != batch_size:
         raise RuntimeError(f"unexpected batch {tuple(frames.shape)} / {tuple(spectrograms.shape)}")
-    return seconds, f"DataLoader num_workers={workers}"
+    return seconds, f"DataLoader num_workers={workers}", {}
 
 
 PROBES = {"ours": probe_ours, "reference": probe_reference}
@@ -232,18 +252,20 @@ def run_probe(framework, cores, pairs_file, batch_size, warmup, count):
     os.sched_setaffinity(0, cores)  # before TensorFlow or PyTorch sizes its thread pools
     with open(pairs_file) as handle:
         listing = json.load(handle)
-    seconds, description = PROBES[framework](listing["pairs"], listing["settings"], batch_size, warmup, count)
+    seconds, description, extra = PROBES[framework](listing["pairs"], listing["settings"], batch_size, warmup, count)
     print(PROBE_PREFIX + json.dumps({"seconds": seconds, "parallelism": description,
-                                     "samples_per_second": count * batch_size / seconds}), flush=True)
+                                     "samples_per_second": count * batch_size / seconds, **extra}), flush=True)
 
 
 def measure_one(framework, cores, pairs_file, batch_size, warmup, count):
     """run_probe in a fresh process (python -m benchmarks.pipeline_speed --probe ...).
 
     Returns:
-        {"framework", "cores", "parallelism", "samples_per_second", "error"} (samples_per_second None on failure).
+        {"framework", "cores", "parallelism", "samples_per_second", "error", "input_step_ms"} (samples_per_second
+        None on failure; input_step_ms: ours only, the model's input step in ms per sample on these cores).
     """
-    row = {"framework": framework, "cores": len(cores), "parallelism": "", "samples_per_second": None, "error": None}
+    row = {"framework": framework, "cores": len(cores), "parallelism": "", "samples_per_second": None, "error": None,
+           "input_step_ms": None}
     command = [sys.executable, "-m", "benchmarks.pipeline_speed", "--probe", framework,
                "--cores", ",".join(str(core) for core in sorted(cores)), "--pairs_file", pairs_file,
                "--batch_size", str(batch_size), "--warmup", str(warmup), "--batches", str(count)]
@@ -259,7 +281,7 @@ def measure_one(framework, cores, pairs_file, batch_size, warmup, count):
         row["error"] = f"exit code {result.returncode}: {last[:200]}"
     else:
         row.update({key: value for key, value in json.loads(lines[-1][len(PROBE_PREFIX):]).items()
-                    if key in ("parallelism", "samples_per_second")})
+                    if key in ("parallelism", "samples_per_second", "input_step_ms")})
     print(f"[pipeline] {framework} on {len(cores)} core(s): "
           + (f"{row['samples_per_second']:.1f} samples/s" if row["error"] is None else f"FAILED {row['error']}")
           + f" (load {load_average()})", file=sys.stderr, flush=True)
@@ -385,6 +407,15 @@ def json_figures(result):
             "others_share_of_cores": result["others_share"]}
 
 
+def input_step_text(result):
+    """What the model's input step costs where it ran here (ours on one core), and on a GPU by arithmetic."""
+    row = next((row for row in result["rows"] if row["framework"] == "ours" and row["cores"] == 1), None)
+    measured = (f"on one core of this CPU it takes {row['input_step_ms']:.2f} ms a sample, measured in the same probe"
+                if row and row.get("input_step_ms") else "not measured in this run")
+    return (f"{measured}; it is about {INPUT_STEP_FLOP / 1e6:.0f} MFLOP of float64 FFT a sample, "
+            f"1/{TRAIN_STEP_FLOP / INPUT_STEP_FLOP:,.0f} of the 82 GFLOP train step")
+
+
 def gpu_line(result, gpu_samples_per_second=GPU_SAMPLES_PER_SECOND):
     """How many cores of this CPU class feed a GPU that runs the train step at gpu_samples_per_second."""
     ours, reference = figure(result, "ours", 1), figure(result, "reference", 1)
@@ -415,7 +446,9 @@ def format_section(result, command):
              "row is a fresh process pinned to its cores (os.sched_setaffinity), run "
              f"{result['rounds']} time(s), the four rows in turn; its figure is the fastest round (other work only slows "
              "a run down). Ours: preprocessing.make_dataset("
-             "training=True); reference: a torch DataLoader doing the official LVS training preprocessing (PIL, "
+             "training=True), which decodes and augments on the host and leaves the normalisation and the spectrogram "
+             "to the model's input step on the device (preprocessing.model_inputs, inside the train step; "
+             f"{input_step_text(result)}); reference: a torch DataLoader doing the official LVS training preprocessing (PIL, "
              "torchvision Resize(246, bicubic) / RandomCrop / flip / ToTensor / Normalize, soundfile + "
              "scipy.signal.spectrogram), num_workers 0 on one core and one per core on all.", "",
              "| CPU class | pipeline | cores | parallelism | samples/s | each round | ours / reference |",

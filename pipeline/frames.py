@@ -6,7 +6,8 @@
   bicubic). Training: squashed to round(image_size * 246 / 224) square, then the same random crop and flip, so
   training sees the geometry evaluation sees. (EZ-VSL's datasets.py trains with Resize(int(224 * 1.1)) on the
   shorter side + RandomCrop, i.e. our crop training, and tests with the squash.)
-Then /255 and ImageNet mean/std; until then the frame stays 8-bit (PIL, then uint8). In training, load_frame
+Then /255 and ImageNet mean/std; until then the frame stays 8-bit (PIL, then uint8): a training frame crosses to the
+device as uint8 and is normalised there (augmented_frame, then preprocessing.model_inputs). In training, load_frame
 decodes a JPEG at a reduced DCT scale (1/2, 1/4, 1/8: PIL's Image.draft, libjpeg's scaled IDCT) when the training
 resize needs at most that share of its size (246 of the 512 x 512 frames vggss_dl.py writes: decoded at 256);
 then the same bicubic resize to the same size, crop and flip (the same random numbers). A 512 x 512 training frame
@@ -176,18 +177,45 @@ def _augment(image, image_size, rng, size, box=None):
 
 
 def normalise(pixels):
-    """8-bit RGB pixels (... x 3 uint8) -> /255, ImageNet mean/std (float32)."""
-    return (np.asarray(pixels, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    """8-bit RGB pixels -> /255, ImageNet mean/std (float32).
+
+    Args:
+        pixels: ... x 3 uint8 array (or anything np.asarray reads); or a float32 TensorFlow tensor of 0..255
+            values (the model's input step, preprocessing.model_inputs, normalises training frames on the device).
+
+    Returns:
+        ... x 3 float32, of the same kind as pixels (an array, or a tensor). Both give the same bits.
+    """
+    if isinstance(pixels, np.ndarray) or not hasattr(pixels, "dtype"):
+        pixels = np.asarray(pixels, dtype=np.float32)
+    return (pixels / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def load_frame(path, image_size, training=False, rng=None, resize="crop"):
     """Read a frame file and prepare it (open_frame + prepare_frame; same arguments as prepare_frame).
 
-    In training a JPEG of at least twice the training resize is decoded at a reduced DCT scale (see the module
-    docstring); the resize target, and so the crop and flip drawn from rng, are those of the full-size frame.
+    In training: normalise(augmented_frame(...)).
     """
     if not training:
         return prepare_frame(open_frame(path), image_size, resize=resize)
+    return normalise(augmented_frame(path, image_size, rng, resize))
+
+
+def augmented_frame(path, image_size, rng=None, resize="crop"):
+    """Read a frame file and apply the training augmentation, leaving the pixels 8-bit (not yet normalised).
+
+    A JPEG of at least twice the training resize is decoded at a reduced DCT scale (see the module docstring); the
+    resize target, and so the crop and flip drawn from rng, are those of the full-size frame.
+
+    Args:
+        path: a jpg/png.
+        image_size: side of the square result.
+        rng: numpy Generator for the crop and the flip.
+        resize: "crop" or "squash".
+
+    Returns:
+        image_size x image_size x 3 uint8.
+    """
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
 
@@ -200,4 +228,4 @@ def load_frame(path, image_size, training=False, rng=None, resize="crop"):
         return to_rgb(image), size, drafted[1] if drafted else None
 
     image, size, box = _open_checked(path, decode)
-    return normalise(_augment(image, image_size, rng, size, box))
+    return _augment(image, image_size, rng, size, box)

@@ -9,6 +9,9 @@ test layout), or a Data/ folder (Flickr-SoundNet), each possibly split into subf
   sample_rate "native" (batches then group files of one rate); tiled until it lasts audio_seconds, cut there,
   clipped to [-1, 1]; then scipy.signal.spectrogram(nperseg=512, noverlap=274) computed with TensorFlow ops,
   log(S + 1e-7) / 12, at the batch's rate.
+- Where: evaluation and prediction batches are prepared in full on the host, as the official test.py. Training
+  batches leave the host as 8-bit frames and waveforms; the normalisation and the spectrogram are the model's input
+  step (model_inputs, called by the model on the device: on a GPU the host only decodes and augments).
 
 Usage:
     from pipeline.preprocessing import find_pairs, make_dataset
@@ -47,9 +50,11 @@ from pipeline.frames import (  # noqa: F401  (re-exported)
     IMAGENET_STD,
     RESIZE_MODES,
     TRAINING_RESIZE_RATIO,
+    augmented_frame,
     check_image_size,
     frame_size,
     load_frame,
+    normalise,
     prepare_frame,
 )
 
@@ -298,16 +303,18 @@ def spectrogram_width(sample_rate, audio_seconds):
 def spectrogram(waveform, sample_rate):
     """scipy.signal.spectrogram(x, fs, nperseg=512, noverlap=274) in TensorFlow, then log(S + 1e-7) / 12.
 
-    Tukey(0.25) periodic window, mean removed per segment, density scaling, one-sided.
+    Tukey(0.25) periodic window, mean removed per segment, density scaling, one-sided; in float64.
 
     Args:
         waveform: ... x samples float32 tensor.
-        sample_rate: its rate in Hz.
+        sample_rate: its rate in Hz: a number, or a tensor of the leading shape (one rate per waveform).
 
     Returns:
         ... x 257 x time float32 tensor (frequency first, like scipy and the official code).
     """
     window = scipy.signal.get_window(("tukey", 0.25), SPECTROGRAM_SEGMENT).astype(np.float64)
+    if tf.is_tensor(sample_rate) or isinstance(sample_rate, np.ndarray):
+        sample_rate = tf.cast(sample_rate, tf.float64)[..., None, None]  # ... x 1 x 1: against ... x time x 257
     scale = 1.0 / (sample_rate * np.sum(window**2))
     step = SPECTROGRAM_SEGMENT - SPECTROGRAM_OVERLAP
     segments = tf.signal.frame(tf.cast(waveform, tf.float64), SPECTROGRAM_SEGMENT, step)  # ... x time x 512
@@ -319,6 +326,28 @@ def spectrogram(waveform, sample_rate):
     power = power * one_sided
     power = tf.linalg.matrix_transpose(power)  # ... x 257 x time
     return tf.cast(tf.math.log(power + LOG_OFFSET) / LOG_DIVISOR, tf.float32)
+
+
+def model_inputs(batch):
+    """The model's input step: a training batch as it crosses to the device -> what the towers take.
+
+    Training batches (make_dataset(training=True)) carry 8-bit frames and waveforms, so the normalisation and the
+    spectrogram run where the model runs (on the GPU, inside the train step) and the host only decodes and
+    augments; the result is what the host would have computed (the same functions, the same bits on one device).
+    Evaluation batches already hold both and pass through unchanged.
+
+    Args:
+        batch: {"frame": batch x S x S x 3 uint8, "waveform": batch x samples float32, "sample_rate": batch int32},
+            or {"frame": batch x S x S x 3 float32 (normalised), "spectrogram": batch x 257 x time x 1}.
+
+    Returns:
+        {"frame": batch x S x S x 3 float32, ImageNet-normalised, "spectrogram": batch x 257 x time x 1 float32}.
+    """
+    if "waveform" not in batch:
+        return batch
+    frame = normalise(tf.cast(batch["frame"], tf.float32))
+    spectrum = spectrogram(batch["waveform"], batch["sample_rate"])[..., None]  # batch x 257 x time x 1
+    return {"frame": frame, "spectrogram": spectrum}
 
 
 def _report(reason):
@@ -335,10 +364,14 @@ def _load_pair(image_path, audio_path, item_seed, training, settings, rate, resi
     image_path, audio_path = image_path.decode(), audio_path.decode()
     size = settings["image_size"]
     length = int(round(rate * settings["audio_seconds"]))
-    placeholder = np.zeros((size, size, 3), np.float32), np.zeros((length,), np.float32), False
-    rng = np.random.default_rng(np.asarray(item_seed).astype(np.uint64)) if training else None
+    placeholder = (np.zeros((size, size, 3), np.uint8 if training else np.float32), np.zeros((length,), np.float32),
+                   False)
     try:
-        frame = load_frame(image_path, size, training=training, rng=rng, resize=resize)
+        if training:  # 8-bit: normalised on the device (model_inputs)
+            rng = np.random.default_rng(np.asarray(item_seed).astype(np.uint64))
+            frame = augmented_frame(image_path, size, rng=rng, resize=resize)
+        else:
+            frame = load_frame(image_path, size, resize=resize)
     except Exception as error:  # a corrupt file is reported and skipped, never fatal
         _report(f"{image_path}: {type(error).__name__}: {error}")
         return placeholder
@@ -416,7 +449,7 @@ def _rate_dataset(pairs, settings, rate, group, training, batch_size, shuffle, s
         frame, waveform, ok = tf.numpy_function(
             lambda image, audio, value: _load_pair(image, audio, value, training, settings, rate, resize),
             [tf.gather(image_paths, index), tf.gather(audio_paths, index), item_seed],
-            [tf.float32, tf.float32, tf.bool],
+            [tf.uint8 if training else tf.float32, tf.float32, tf.bool],
             stateful=False,
         )
         frame.set_shape((size, size, 3))
@@ -428,8 +461,11 @@ def _rate_dataset(pairs, settings, rate, group, training, batch_size, shuffle, s
     dataset = dataset.filter(lambda frame, waveform, name, ok: ok)
 
     def to_inputs(frame, waveform, name, ok):
-        spectrum = spectrogram(waveform, rate)[..., None]  # batch x 257 x time x 1
-        inputs = {"frame": frame, "spectrogram": spectrum}
+        if training:  # the spectrogram and the normalisation are the model's input step, on the device
+            inputs = {"frame": frame, "waveform": waveform,
+                      "sample_rate": tf.fill(tf.shape(waveform)[:1], tf.constant(rate, tf.int32))}
+        else:
+            inputs = {"frame": frame, "spectrogram": spectrogram(waveform, rate)[..., None]}  # batch x 257 x time x 1
         return (inputs, name) if with_names else inputs
 
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -467,7 +503,9 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
 
     Returns:
         A dataset of {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1} dicts (float32); time
-        varies between batches only with "native" rates.
+        varies between batches only with "native" rates. In training, {"frame": batch x S x S x 3 uint8,
+        "waveform": batch x samples float32, "sample_rate": batch int32} instead: model_inputs (the model's input
+        step, on the device) turns them into the former.
     """
     if not pairs:
         raise ValueError("no pairs to read")

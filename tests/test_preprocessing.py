@@ -8,6 +8,7 @@ import scipy.io.wavfile
 import scipy.signal
 import torch
 import torchvision.transforms as transforms
+import tensorflow as tf
 from PIL import Image
 
 from pipeline import preprocessing
@@ -212,8 +213,14 @@ def test_training_dataset_shapes_and_augmentation(tmp_path):
     settings = {"image_size": 32, "sample_rate": 8000, "audio_seconds": 0.5}
     dataset = preprocessing.make_dataset(pairs[:4], settings, training=True, batch_size=4, drop_remainder=True)
     first = next(iter(dataset))
-    assert first["frame"].shape == (4, 32, 32, 3)
-    assert first["spectrogram"].shape == (4, 257, preprocessing.spectrogram_width(8000, 0.5), 1)
+    assert first["frame"].shape == (4, 32, 32, 3) and first["frame"].dtype == tf.uint8
+    assert first["waveform"].shape == (4, 4000) and list(first["sample_rate"].numpy()) == [8000] * 4
+    prepared = preprocessing.model_inputs(first)  # the model's input step
+    assert prepared["frame"].shape == (4, 32, 32, 3) and prepared["frame"].dtype == tf.float32
+    assert prepared["spectrogram"].shape == (4, 257, preprocessing.spectrogram_width(8000, 0.5), 1)
+    for index in range(4):  # each item's spectrogram is the host's, bit for bit
+        expected = preprocessing.spectrogram(first["waveform"][index][None], 8000)[0, ..., None]
+        np.testing.assert_array_equal(prepared["spectrogram"][index].numpy(), expected.numpy())
 
 
 def test_require_pairs_stops_with_one_line(tmp_path):
@@ -229,3 +236,23 @@ def test_bad_settings_are_value_errors():
         preprocessing.check_settings({"image_size": 8})
     with pytest.raises(ValueError, match="samples"):
         preprocessing.check_settings({"sample_rate": 1000, "audio_seconds": 0.1})
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_the_models_input_step_equals_the_host_preparation(jit_compile):
+    # Training batches carry 8-bit frames and waveforms; the model normalises them and takes the spectrogram on its
+    # device, inside the train step (compiled with XLA where Keras' jit_compile="auto" picks it). The result must
+    # be what the host prepares for evaluation: the spectrogram to 1e-5 (issue 21), the frame to float32 rounding.
+    rng = np.random.default_rng(0)
+    waveforms = np.clip(rng.standard_normal((3, 16000)) * 0.3, -1, 1).astype(np.float32)
+    waveforms[1] *= 1e-4  # quiet: the log's offset dominates
+    waveforms[2] = 0.0  # silence
+    frames = rng.integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+    batch = {"frame": tf.constant(frames), "waveform": tf.constant(waveforms),
+             "sample_rate": tf.constant([8000, 8000, 8000])}
+    prepared = tf.function(preprocessing.model_inputs, jit_compile=jit_compile)(batch)
+    expected = np.stack([preprocessing.spectrogram(waveform, 8000).numpy() for waveform in waveforms])[..., None]
+    np.testing.assert_allclose(prepared["spectrogram"].numpy(), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(prepared["frame"].numpy(), preprocessing.normalise(frames), rtol=0, atol=1e-6)
+    assert preprocessing.model_inputs({"frame": prepared["frame"], "spectrogram": prepared["spectrogram"]}) \
+        ["spectrogram"] is prepared["spectrogram"]  # prepared batches (evaluation) pass through

@@ -8,6 +8,7 @@ import scipy.io.wavfile
 import scipy.signal
 import torch  # noqa: F401  (torch before tensorflow in one process)
 import torchvision.transforms as transforms
+import tensorflow as tf
 from PIL import Image
 
 from pipeline import preprocessing
@@ -139,6 +140,13 @@ def test_native_rates_are_grouped_per_batch(tmp_path, training):
     width_to_rate = {preprocessing.spectrogram_width(rate, 0.5): rate for rate in (8000, 11025)}
     seen = []
     for inputs, names in dataset:
+        if training:  # 8-bit frames and waveforms, finished by the model's input step (on the device)
+            assert inputs["frame"].dtype == tf.uint8 and inputs["waveform"].dtype == tf.float32
+            assert len(set(inputs["sample_rate"].numpy())) == 1  # one rate per batch, one per item
+            prepared = preprocessing.model_inputs(inputs)
+            # the same bits as the host's normalisation (what load_frame(training=True) gives)
+            np.testing.assert_array_equal(prepared["frame"].numpy(), preprocessing.normalise(inputs["frame"].numpy()))
+            inputs = prepared
         width = inputs["spectrogram"].shape[2]
         rate = width_to_rate[width]  # one width per batch: one rate per batch
         for index, name in enumerate(names.numpy()):
