@@ -177,18 +177,8 @@ def _augment(image, image_size, rng, size, box=None):
 
 
 def normalise(pixels):
-    """8-bit RGB pixels -> /255, ImageNet mean/std (float32).
-
-    Args:
-        pixels: ... x 3 uint8 array (or anything np.asarray reads); or a float32 TensorFlow tensor of 0..255
-            values (the model's input step, preprocessing.model_inputs, normalises training frames on the device).
-
-    Returns:
-        ... x 3 float32, of the same kind as pixels (an array, or a tensor). Both give the same bits.
-    """
-    if isinstance(pixels, np.ndarray) or not hasattr(pixels, "dtype"):
-        pixels = np.asarray(pixels, dtype=np.float32)
-    return (pixels / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    """8-bit RGB pixels (... x 3 uint8) -> /255, ImageNet mean/std (float32)."""
+    return (np.asarray(pixels, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def load_frame(path, image_size, training=False, rng=None, resize="crop"):
