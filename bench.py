@@ -151,18 +151,6 @@ def train_step_flops(image_size, sample_rate, audio_seconds, layer4_stride=1):
 # The machine
 
 
-def cpu_model():
-    """The CPU's 'model name' from /proc/cpuinfo (platform.processor() elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def onednn_text():
     """Whether TensorFlow runs on oneDNN in this process, and who decided."""
     from tensorflow.python.util import _pywrap_util_port
@@ -182,7 +170,7 @@ def machine_description():
     memory = psutil.virtual_memory()
     flags = cpu_features.cpu_flags()
     return {
-        "CPU": cpu_model(),
+        "CPU": cpu_features.cpu_model(),
         "cores": f"{len(os.sched_getaffinity(0))} usable ({psutil.cpu_count(logical=False)} physical, "
                  f"{psutil.cpu_count()} logical)",
         "CPU flags of note": " ".join(flag for flag in cpu_features.FLAGS_OF_NOTE if flag in flags) or "none found",

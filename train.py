@@ -77,6 +77,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--no_hard_negatives", action="store_true", help="ablation: drop the same-image hard negative H_i")
     parser.add_argument("--no_trimap", action="store_true", help="ablation: hard region is 1 - m_ip instead of 1 - m_in")
     parser.add_argument("--image_weights", default="imagenet", help="vision tower start: imagenet (see resnet18.py), none, or a .weights.h5/.pth path (default: imagenet)")
+    parser.add_argument("--cache", default=None, metavar="DIR", help="keep the training frames decoded and resized in DIR (about 180 KB a frame at 224 px) and read them there in later epochs and runs instead of decoding: the same pixels, bit for bit; entries follow the frames' path, size and time, remove DIR to free the space (default: decode every epoch)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation, the shuffle and the augmentation (default: 0)")
     parser.add_argument("--steps_per_epoch", type=positive_int, default=None, help="steps per epoch (default: one pass over the pairs)")
     parser.add_argument("--deterministic", action="store_true", help="repeatable run: the same --seed gives the same numbers on the same machine (TensorFlow op determinism, ordered data loading; somewhat slower)")
@@ -98,6 +99,8 @@ def parse_arguments(argv=None):
         parser.error(f"--eps_neg ({arguments.eps_neg}) must be below --eps_pos ({arguments.eps_pos})")
     try:
         preprocessing.check_settings(vars(arguments))
+        if arguments.cache is not None:
+            preprocessing.FrameCache(arguments.cache)  # a file, or a folder that cannot be made: refused here
     except ValueError as error:
         parser.error(str(error))
     return arguments
@@ -492,7 +495,7 @@ def train(arguments, pairs, validation_pairs):
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return preprocessing.make_dataset(  # every worker reads the list; each keeps its share of a batch
             pairs, model.settings, training=True, batch_size=batch_size, seed=arguments.seed, repeat=True,
-            first_batch=first_batch, last_batch=last_batch,
+            first_batch=first_batch, last_batch=last_batch, cache_dir=arguments.cache,
         ).with_options(options)
 
     try:

@@ -160,14 +160,19 @@ def time_batches(batches, warmup, count):
     return time.perf_counter() - start, batch
 
 
-def probe_ours(pairs, settings, batch_size, warmup, count):
-    """Time preprocessing.make_dataset(training=True) in this process. Returns (seconds, a description)."""
+def probe_ours(pairs, settings, batch_size, warmup, count, cache_dir=None):
+    """Time preprocessing.make_dataset(training=True) in this process (with cache_dir: --cache, its entries all
+    written before the timing starts). Returns (seconds, a description, extra figures)."""
     preprocessing = import_preprocessing()
 
     pairs = [preprocessing.Pair(*pair) for pair in pairs]
     dataset = preprocessing.make_dataset(pairs, settings, training=True, batch_size=batch_size,
-                                         drop_remainder=True).repeat()
-    seconds, batch = time_batches(iter(dataset), warmup, count)
+                                         drop_remainder=True, cache_dir=cache_dir).repeat()
+    batches = iter(dataset)
+    if cache_dir is not None:
+        for _ in range(-(-len(pairs) // batch_size)):  # one untimed pass fills the cache (the first epoch's work)
+            next(batches)
+    seconds, batch = time_batches(batches, warmup, count)
     length = int(round(settings["sample_rate"] * settings["audio_seconds"]))
     size = settings["image_size"]
     if (tuple(batch["frame"].shape) != (batch_size, size, size, 3)
@@ -237,14 +242,23 @@ def probe_reference(pairs, settings, batch_size, warmup, count):
     return seconds, f"DataLoader num_workers={workers}", {}
 
 
-PROBES = {"ours": probe_ours, "reference": probe_reference}
+def probe_ours_cached(pairs, settings, batch_size, warmup, count):
+    """probe_ours reading every frame from a warm --cache folder (made in a temporary folder, removed after)."""
+    with tempfile.TemporaryDirectory(prefix="lvs_bench_cache_") as folder:
+        seconds, description, _ = probe_ours(pairs, settings, batch_size, warmup, count, cache_dir=folder)
+    return seconds, description, {}
+
+
+PROBES = {"ours": probe_ours, "ours_cached": probe_ours_cached, "reference": probe_reference}
+NAMES = {"ours": "ours (make_dataset)", "ours_cached": "ours, train.py --cache (warm)",
+         "reference": "reference (PyTorch DataLoader)"}
 
 
 def run_probe(framework, cores, pairs_file, batch_size, warmup, count):
     """Pin this process to cores, run one probe, print its result as a PROBE_PREFIX json line.
 
     Args:
-        framework: "ours" or "reference".
+        framework: a key of PROBES ("ours", "ours_cached" or "reference").
         cores: the CPU ids to run on.
         pairs_file: json file of [[name, image path, audio path], ...] and the settings.
         batch_size, warmup, count: batch size, untimed and timed batches.
@@ -337,7 +351,7 @@ def measure(data_dir=None, batch_size=DEFAULT_BATCH_SIZE, warmup=DEFAULT_WARMUP_
         warmup: untimed batches first.
         count: timed batches.
         generated: how many pairs to generate when data_dir is None.
-        rounds: how many times every row runs (the four rows in turn, then again); a row's figure is its fastest
+        rounds: how many times every row runs (the six rows in turn, then again); a row's figure is its fastest
             round, since other work on the machine only ever slows a run down.
 
     Raises:
@@ -353,7 +367,7 @@ def measure(data_dir=None, batch_size=DEFAULT_BATCH_SIZE, warmup=DEFAULT_WARMUP_
     flags = cpu_features.cpu_flags()
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_start": load_average(), "batch_size": batch_size,
               "batches": count, "warmup": warmup, "rounds": rounds, "settings": dict(preprocessing.DEFAULT_SETTINGS),
-              "cpu_class": cpu_features.cpu_class(flags),
+              "cpu_class": cpu_features.cpu_class(flags), "cpu_model": cpu_features.cpu_model(),
               "cpu_flags": " ".join(flag for flag in cpu_features.FLAGS_OF_NOTE if flag in flags)}
     all_cores = sorted(os.sched_getaffinity(0))
     busy_start, clock = cpu_seconds(), time.perf_counter()
@@ -373,7 +387,8 @@ def measure(data_dir=None, batch_size=DEFAULT_BATCH_SIZE, warmup=DEFAULT_WARMUP_
         pairs_file = os.path.join(folder, "pairs.json")
         with open(pairs_file, "w") as handle:
             json.dump({"pairs": pairs, "settings": result["settings"]}, handle)
-        plan = [(framework, cores) for cores in (all_cores[:1], all_cores) for framework in ("ours", "reference")]
+        plan = [(framework, cores) for cores in (all_cores[:1], all_cores)
+                for framework in ("ours", "ours_cached", "reference")]
         runs = [[measure_one(framework, cores, pairs_file, batch_size, warmup, count) for framework, cores in plan]
                 for _ in range(rounds)]
     result["rows"] = []
@@ -399,10 +414,12 @@ def json_figures(result):
     """The figures a script checks: {"per_core": {"ours", "reference"}, "all_cores": {"ours", "reference",
     "cores"}} in samples/s, with what they were measured on."""
     cores = max(row["cores"] for row in result["rows"])
-    return {"per_core": {"ours": figure(result, "ours", 1), "reference": figure(result, "reference", 1)},
+    return {"per_core": {"ours": figure(result, "ours", 1), "reference": figure(result, "reference", 1),
+                         "ours_cached": figure(result, "ours_cached", 1)},
             "all_cores": {"ours": figure(result, "ours", cores), "reference": figure(result, "reference", cores),
+                          "ours_cached": figure(result, "ours_cached", cores),
                           "cores": cores},
-            "cpu_class": result["cpu_class"], "files": result["files"], "batch_size": result["batch_size"],
+            "cpu_class": result["cpu_class"], "cpu_model": result.get("cpu_model"), "files": result["files"], "batch_size": result["batch_size"],
             "load_average_start": result["load_start"], "load_average_end": result["load_end"],
             "others_share_of_cores": result["others_share"]}
 
@@ -426,37 +443,42 @@ def gpu_line(result, gpu_samples_per_second=GPU_SAMPLES_PER_SECOND):
     scaling = (f" On {cores} cores here the pipelines ran {ours_all / ours:.2f}x (ours) and "
                f"{reference_all / reference:.2f}x (reference) their one-core speed." if ours_all and reference_all
                else "")
+    cached = figure(result, "ours_cached", 1)
+    with_cache = (f", N / {cached:.1f} with ours from a warm --cache" if cached else "")
+    cores_cached = (f", {math.ceil(gpu_samples_per_second / cached)} with ours from a warm --cache" if cached else "")
     return (f"Cores to feed a GPU that runs the train step at N samples/s (arithmetic, one-core figures of this "
             f"{result['cpu_class']} CPU, linear scaling assumed): N / {ours:.1f} with ours, N / {reference:.1f} with "
-            f"the reference; at N = {gpu_samples_per_second} (a datacenter GPU at the paper's shapes: about 82 GFLOP "
-            f"per sample at 41 TFLOP/s), **{math.ceil(gpu_samples_per_second / ours)} cores with ours, "
-            f"{math.ceil(gpu_samples_per_second / reference)} with the reference**.{scaling}")
+            f"the reference{with_cache}; at N = {gpu_samples_per_second} (a datacenter GPU at the paper's shapes: "
+            f"about 82 GFLOP per sample at 41 TFLOP/s), **{math.ceil(gpu_samples_per_second / ours)} cores with ours, "
+            f"{math.ceil(gpu_samples_per_second / reference)} with the reference**{cores_cached}.{scaling}")
 
 
 def format_section(result, command):
     """The BENCHMARKS.md section of a measure() result: the table, the GPU arithmetic, how it was measured."""
     settings = result["settings"]
     lines = [f"{HEADING} on vggss_dl.py's files, one core and all (CPU class: {result['cpu_class']})", "",
-             f"Measured by `{command}` on {result['date']} (benchmarks/pipeline_speed.py; load average "
+             f"Measured by `{command}` on {result['date']}, CPU {result.get('cpu_model', 'not recorded')} "
+             f"(benchmarks/pipeline_speed.py; load average "
              f"{result['load_start']} at start, {result['load_end']} at end; other processes used "
              f"{100 * result['others_share']:.0f} % of the cores meanwhile; CPU flags: {result['cpu_flags']}). "
              f"Files: {result['source']}, {result['files']}; settings {settings['image_size']} px, "
              f"{settings['sample_rate']} Hz, {settings['audio_seconds']:g} s (the paper's), training mode, batch "
              f"{result['batch_size']}, timed over {result['batches']} batches after {result['warmup']} untimed. Each "
              "row is a fresh process pinned to its cores (os.sched_setaffinity), run "
-             f"{result['rounds']} time(s), the four rows in turn; its figure is the fastest round (other work only slows "
+             f"{result['rounds']} time(s), the rows in turn; its figure is the fastest round (other work only slows "
              "a run down). Ours: preprocessing.make_dataset("
              "training=True), which decodes and augments on the host and leaves the normalisation and the spectrogram "
              "to the model's input step on the device (preprocessing.model_inputs, inside the train step; "
-             f"{input_step_text(result)}); reference: a torch DataLoader doing the official LVS training preprocessing (PIL, "
+             f"{input_step_text(result)}); ours with --cache: the same, every frame read decoded and resized from a "
+             "warm cache folder (pipeline/frame_cache.py; what a second and later epoch reads); reference: a torch DataLoader doing the official LVS training preprocessing (PIL, "
              "torchvision Resize(246, bicubic) / RandomCrop / flip / ToTensor / Normalize, soundfile + "
              "scipy.signal.spectrogram), num_workers 0 on one core and one per core on all.", "",
              "| CPU class | pipeline | cores | parallelism | samples/s | each round | ours / reference |",
              "|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
-        name = "ours (make_dataset)" if row["framework"] == "ours" else "reference (PyTorch DataLoader)"
+        name = NAMES[row["framework"]]
         ratio = ""
-        if row["framework"] == "ours":
+        if row["framework"] != "reference":
             reference = figure(result, "reference", row["cores"])
             ratio = f"{row['samples_per_second'] / reference:.2f}x" if row["samples_per_second"] and reference \
                 else "n/a"

@@ -2,6 +2,7 @@
 
 - audio.py: audio files -> waveforms (any format; resampling; the recipe's window) and spectrograms' inputs.
 - frames.py: image files -> model inputs (crop as LVS, squash as EZ-VSL), training augmentation.
+- frame_cache.py: a folder of decoded, pre-resized training frames (train.py --cache), read instead of decoding.
 - preprocessing.py: pairs on disk -> model inputs and tf.data datasets; the one module every script reads data with.
 - video.py: probe a video, stream its frames, cut its audio, write a video with audio (ffmpeg / ffprobe pipes).
 

@@ -165,15 +165,28 @@ def _augment(image, image_size, rng, size, box=None):
     """The training augmentation of an RGB PIL image: bicubic resize to size (width, height) of the whole image (or
     of box, its region in pixels), random image_size crop, random horizontal flip. Returns image_size x image_size
     x 3 uint8."""
+    return crop_and_flip(np.asarray(image.resize(size, Image.BICUBIC, box=box)), image_size, rng)
+
+
+def crop_and_flip(pixels, image_size, rng=None):
+    """The training augmentation's random part: an image_size crop at a random place, flipped left-right half the time.
+
+    Args:
+        pixels: height x width x 3 uint8, the frame after the training resize (both sides at least image_size).
+        image_size: side of the square crop.
+        rng: numpy Generator; draws the left edge, the top edge, then the flip, in that order.
+
+    Returns:
+        image_size x image_size x 3 uint8.
+    """
     rng = rng if rng is not None else np.random.default_rng()
-    image = image.resize(size, Image.BICUBIC, box=box)
-    width, height = size
+    height, width = pixels.shape[:2]
     left = int(rng.integers(0, width - image_size + 1))
     top = int(rng.integers(0, height - image_size + 1))
-    image = image.crop((left, top, left + image_size, top + image_size))
+    pixels = pixels[top:top + image_size, left:left + image_size]
     if rng.random() < 0.5:
-        image = image.transpose(Image.FLIP_LEFT_RIGHT)
-    return np.asarray(image)
+        pixels = pixels[:, ::-1]
+    return np.ascontiguousarray(pixels)
 
 
 def normalise(pixels):
@@ -191,20 +204,39 @@ def load_frame(path, image_size, training=False, rng=None, resize="crop"):
     return normalise(augmented_frame(path, image_size, rng, resize))
 
 
-def augmented_frame(path, image_size, rng=None, resize="crop"):
+def augmented_frame(path, image_size, rng=None, resize="crop", cache=None):
     """Read a frame file and apply the training augmentation, leaving the pixels 8-bit (not yet normalised).
-
-    A JPEG of at least twice the training resize is decoded at a reduced DCT scale (see the module docstring); the
-    resize target, and so the crop and flip drawn from rng, are those of the full-size frame.
 
     Args:
         path: a jpg/png.
         image_size: side of the square result.
         rng: numpy Generator for the crop and the flip.
         resize: "crop" or "squash".
+        cache: a frame_cache.FrameCache keeping training_resized's result across epochs and runs, or None.
 
     Returns:
-        image_size x image_size x 3 uint8.
+        image_size x image_size x 3 uint8: crop_and_flip(training_resized(...)).
+    """
+    if cache is not None:
+        resized = cache.get(path, image_size, resize, training_resized)
+    else:
+        resized = training_resized(path, image_size, resize)
+    return crop_and_flip(resized, image_size, rng)
+
+
+def training_resized(path, image_size, resize="crop"):
+    """Read a frame file and resize it as training does before the random crop (the augmentation's fixed part).
+
+    A JPEG of at least twice the training resize is decoded at a reduced DCT scale (see the module docstring); the
+    resize target is that of the full-size frame.
+
+    Args:
+        path: a jpg/png.
+        image_size: side of the crop that follows.
+        resize: "crop" (shorter side to round(image_size * 246 / 224)) or "squash" (that square).
+
+    Returns:
+        height x width x 3 uint8 (training_size of the frame).
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
@@ -218,4 +250,4 @@ def augmented_frame(path, image_size, rng=None, resize="crop"):
         return to_rgb(image), size, drafted[1] if drafted else None
 
     image, size, box = _open_checked(path, decode)
-    return _augment(image, image_size, rng, size, box)
+    return np.asarray(image.resize(size, Image.BICUBIC, box=box))

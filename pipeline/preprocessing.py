@@ -44,6 +44,7 @@ from pipeline.audio import (  # noqa: F401  (re-exported: scripts import them fr
     read_audio,
     scan_for_non_finite,
 )
+from pipeline.frame_cache import FrameCache
 from pipeline.frames import (  # noqa: F401  (re-exported)
     IMAGE_EXTENSIONS,
     IMAGENET_MEAN,
@@ -361,7 +362,7 @@ def _report(reason):
     print(f"warning: skipped {reason}", file=sys.stderr)
 
 
-def _load_pair(image_path, audio_path, item_seed, training, settings, rate, resize):
+def _load_pair(image_path, audio_path, item_seed, training, settings, rate, resize, cache):
     """Decode one pair in a tf.data worker; a bad file gives ok=False and is listed, not raised.
 
     item_seed: int64 vector (seed, group, pass, position): the item's augmentation depends on nothing else.
@@ -374,7 +375,7 @@ def _load_pair(image_path, audio_path, item_seed, training, settings, rate, resi
     try:
         if training:  # 8-bit: normalised on the device (model_inputs)
             rng = np.random.default_rng(np.asarray(item_seed).astype(np.uint64))
-            frame = augmented_frame(image_path, size, rng=rng, resize=resize)
+            frame = augmented_frame(image_path, size, rng=rng, resize=resize, cache=cache)
         else:
             frame = load_frame(image_path, size, resize=resize)
     except Exception as error:  # a corrupt file is reported and skipped, never fatal
@@ -439,7 +440,7 @@ def _item_order(count, kept, seed, group, shuffle, first_pass, passes):
 
 
 def _rate_dataset(pairs, settings, rate, group, training, batch_size, shuffle, seed, with_names, drop_remainder,
-                  deterministic, resize, first_pass, passes, skip_items):
+                  deterministic, resize, first_pass, passes, skip_items, cache):
     """The batched pipeline over pairs whose audio is (or is brought to) one rate, from pass first_pass on."""
     size = settings["image_size"]
     length = int(round(rate * settings["audio_seconds"]))
@@ -452,7 +453,7 @@ def _rate_dataset(pairs, settings, rate, group, training, batch_size, shuffle, s
     def load(index, pass_number, position):
         item_seed = tf.stack([tf.constant(seed, tf.int64), tf.constant(group, tf.int64), pass_number, position])
         frame, waveform, ok = tf.numpy_function(
-            lambda image, audio, value: _load_pair(image, audio, value, training, settings, rate, resize),
+            lambda image, audio, value: _load_pair(image, audio, value, training, settings, rate, resize, cache),
             [tf.gather(image_paths, index), tf.gather(audio_paths, index), item_seed],
             [tf.uint8 if training else tf.float32, tf.float32, tf.bool],
             stateful=False,
@@ -478,7 +479,7 @@ def _rate_dataset(pairs, settings, rate, group, training, batch_size, shuffle, s
 
 
 def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, with_names=False, drop_remainder=False,
-                 deterministic=None, resize="crop", repeat=False, first_batch=0, last_batch=None):
+                 deterministic=None, resize="crop", repeat=False, first_batch=0, last_batch=None, cache_dir=None):
     """A batched, prefetched tf.data pipeline over pairs.
 
     The order and the augmentation are functions of (seed, pass, position) only (stateless random ops, no state
@@ -505,6 +506,8 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
         last_batch: with repeat, the stream ends after the pass after the one holding this batch (one pass to
             spare for files that fail to decode), so that a folder in which nothing decodes ends, not spins;
             None: endless.
+        cache_dir: in training, a folder of decoded, pre-resized frames (frame_cache.py) that later epochs and runs
+            read instead of decoding: the same pixels, bit for bit; None: decode every time.
 
     Returns:
         A dataset of {"frame": batch x S x S x 3, "spectrogram": batch x 257 x time x 1} dicts (float32); time
@@ -519,6 +522,7 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
     if first_batch < 0 or (first_batch and not repeat):
         raise ValueError(f"first_batch must be 0, or at least 0 with repeat, got {first_batch}")
     settings = check_settings(settings)
+    cache = FrameCache(cache_dir) if cache_dir is not None and training else None
     shuffle = training if shuffle is None else shuffle
     deterministic = repeat or (not training if deterministic is None else deterministic)
     drop_remainder = drop_remainder or repeat
@@ -552,7 +556,7 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
         done_in_pass = np.bincount(group_turns(first_pass).numpy()[:offset], minlength=len(groups))
     datasets = [_rate_dataset(group, settings, rate, index, training, batch_size, shuffle, seed, with_names,
                               drop_remainder, deterministic, resize, first_pass, passes,
-                              int(done_in_pass[index]) * batch_size)
+                              int(done_in_pass[index]) * batch_size, cache)
                 for index, (rate, group) in enumerate(groups.items())]
     if len(datasets) == 1:
         dataset = datasets[0]

@@ -22,6 +22,8 @@ Usage:
     problem = cpu_features.mixed_precision_problem(flags, has_gpu=False)   # None, or the reason and what to do
 """
 
+import platform
+
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 CPU_CLASSES = ("AVX-512 + bf16", "AVX-512", "AVX2/FMA", "other")
 NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # bf16: the Arm BF16 extension
@@ -51,6 +53,18 @@ def cpu_flags(path="/proc/cpuinfo"):
     except OSError:
         pass
     return frozenset()
+
+
+def cpu_model(path="/proc/cpuinfo"):
+    """The CPU's 'model name' from /proc/cpuinfo (platform.processor() elsewhere, or "unknown")."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def cpu_class(flags):

@@ -180,7 +180,7 @@ def test_quick_run_writes_the_report(tmp_path):
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert completed.returncode == 0, completed.stderr[-2000:]
     report = output.read_text()
-    assert bench.cpu_model() in report and "| cores |" in report and "| RAM |" in report
+    assert bench.cpu_features.cpu_model() in report and "| cores |" in report and "| RAM |" in report
     assert f"| tensorflow | {bench.tf.__version__} |" in report and f"| torch | {torch.__version__} |" in report
     assert "--keras_variants fp32 --torch_variants nchw" in report  # the exact command
     rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| demo |")]

@@ -70,6 +70,9 @@ def test_flags_are_read_from_cpuinfo(tmp_path):
     arm.write_text("processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd bf16\n")
     assert cpu_features.cpu_flags(str(arm)) == {"fp", "asimd", "bf16"}
     assert cpu_features.cpu_flags(str(tmp_path / "missing")) == frozenset()
+    assert cpu_features.cpu_model(str(x86)) == "AMD EPYC"  # the name every benchmark table gives
+    assert cpu_features.cpu_model(str(arm)) == cpu_features.cpu_model(str(tmp_path / "missing"))  # platform's, or
+    assert cpu_features.cpu_model(str(arm)) and cpu_features.cpu_model(str(arm)) != "AMD EPYC"  # "unknown"
     real = cpu_features.cpu_flags()  # whatever this machine is, one of the classes
     assert cpu_features.cpu_class(real) in cpu_features.CPU_CLASSES
 
