@@ -73,10 +73,12 @@ class FrameCache:
         """
         entry = self.entry_path(path, image_size, resize)
         try:
-            pixels = np.load(entry, allow_pickle=False)
+            # mapped, not read: a damaged header that claims a huge shape fails here (the file is shorter than it
+            # says) instead of allocating what it claims
+            pixels = np.load(entry, mmap_mode="r", allow_pickle=False)
             if pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3 \
                     and min(pixels.shape[:2]) >= image_size:
-                return pixels
+                return np.array(pixels)  # a copy of what the file holds, the mapping closed
         except (OSError, ValueError, EOFError):  # missing, truncated or damaged: made again below
             pass
         pixels = make(path, image_size, resize)

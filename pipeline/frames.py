@@ -146,7 +146,8 @@ def prepare_frame(image, image_size, training=False, rng=None, resize="crop"):
     check_image_size(*image.size)
     image = to_rgb(image)
     if training:
-        return normalise(_augment(image, image_size, rng, training_size(*image.size, image_size, resize)))
+        resized = image.resize(training_size(*image.size, image_size, resize), Image.BICUBIC)
+        return normalise(crop_and_flip(np.asarray(resized), image_size, rng))
     image = _resize(image, image_size, resize)
     width, height = image.size
     top = int(round((height - image_size) / 2.0))
@@ -159,13 +160,6 @@ def training_size(width, height, image_size, resize):
     """(width, height) a width x height frame is resized to before the training crop (shorter side or square of
     round(image_size * 246 / 224))."""
     return resized_size(width, height, int(round(image_size * TRAINING_RESIZE_RATIO)), resize)
-
-
-def _augment(image, image_size, rng, size, box=None):
-    """The training augmentation of an RGB PIL image: bicubic resize to size (width, height) of the whole image (or
-    of box, its region in pixels), random image_size crop, random horizontal flip. Returns image_size x image_size
-    x 3 uint8."""
-    return crop_and_flip(np.asarray(image.resize(size, Image.BICUBIC, box=box)), image_size, rng)
 
 
 def crop_and_flip(pixels, image_size, rng=None):

@@ -1,6 +1,7 @@
 """train.py --cache: decoded, pre-resized training frames kept in a folder give the same batches, bit for bit, and
 survive damaged entries, edited frames and a folder that cannot be written."""
 
+import io
 import os
 import subprocess
 import sys
@@ -61,7 +62,10 @@ def test_a_damaged_entry_is_made_again_and_an_edited_frame_gets_a_new_one(tmp_pa
     fresh = frames.training_resized(path, 32)
     np.testing.assert_array_equal(cache.get(path, 32, "crop", frames.training_resized), fresh)
     entry = cache.entry_path(path, 32, "crop")
-    for damage in (b"", b"\x93NUMPY garbage", open(entry, "rb").read()[:100]):  # empty, corrupt, truncated
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**6, 3)})
+    huge = header.getvalue() + b"\0" * 1000  # a header that claims 3 TB: must not be allocated
+    for damage in (b"", b"\x93NUMPY garbage", open(entry, "rb").read()[:100], huge):  # empty, corrupt, truncated
         with open(entry, "wb") as handle:
             handle.write(damage)
         np.testing.assert_array_equal(cache.get(path, 32, "crop", frames.training_resized), fresh)
