@@ -15,6 +15,7 @@ Usage:
     python train.py --data_dir data/vggss --out_dir runs/vggss
     python train.py --data_dir data/demo/train --out_dir runs/demo --image_size 112 --sample_rate 8000 \
         --audio_seconds 1 --batch_size 32 --lr 3e-4 --epochs 12 --image_weights none
+    python train.py --data_dir data/vggss --data_service grpc://HOST:5050  # batches from data_service.py workers
 """
 
 import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
@@ -25,6 +26,7 @@ import io
 import json
 import math
 import os
+import socket
 import sys
 
 import matplotlib
@@ -37,7 +39,7 @@ import tensorflow as tf  # noqa: E402
 
 from downloading import held_out  # noqa: E402
 import loss as lvs  # noqa: E402
-from pipeline import preprocessing  # noqa: E402
+from pipeline import preprocessing, service_dataset  # noqa: E402
 from safeguards import cpu_features, interruption, run_folder  # noqa: E402
 from safeguards.arguments import non_negative_float, non_negative_int, positive_float, positive_int, sample_rate  # noqa: E402
 from safeguards.atomic import atomic_path, write_text  # noqa: E402
@@ -48,6 +50,8 @@ from training.tensorboard_log import HEATMAP_ITEMS, TensorBoardLog  # noqa: E402
 from safeguards.run_folder import checkpoint_path, list_checkpoints  # noqa: E402
 from safeguards.watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog  # noqa: E402
 
+DISPATCHER_TIMEOUT_SECONDS = 10  # --data_service: a dispatcher that does not accept a connection by then is down
+SERVICE_ERROR_WORDS = ("data service", "DataService", "PyFunc")  # an error raised while reading the service's batches
 OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
 # Flags a resumed run applies to the loaded optimizer (recorded in args.json "changed_on_resume").
 OPTIMIZER_ARGUMENTS = ("lr", "weight_decay")
@@ -78,6 +82,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--no_trimap", action="store_true", help="ablation: hard region is 1 - m_ip instead of 1 - m_in")
     parser.add_argument("--image_weights", default="imagenet", help="vision tower start: imagenet (see resnet18.py), none, or a .weights.h5/.pth path (default: imagenet)")
     parser.add_argument("--cache", default=None, metavar="DIR", help="keep the training frames decoded and resized in DIR (about 180 KB a frame at 224 px) and read them there in later epochs and runs instead of decoding: the same pixels, bit for bit; entries follow the frames' path, size and time, remove DIR to free the space (default: decode every epoch)")
+    parser.add_argument("--data_service", default=None, metavar="grpc://HOST:PORT", help="read the training batches from a tf.data service (its dispatcher, started with data_service.py), whose workers on other hosts decode and augment them with TensorFlow ops: the same batches of pairs in the same order as a local run, each pair once a pass; the audio must be mono 16-bit PCM wavs at --sample_rate, and every worker must read the files at these paths; each pass is audited in OUT_DIR/data_service.log (default: decode here)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation, the shuffle and the augmentation (default: 0)")
     parser.add_argument("--steps_per_epoch", type=positive_int, default=None, help="steps per epoch (default: one pass over the pairs)")
     parser.add_argument("--deterministic", action="store_true", help="repeatable run: the same --seed gives the same numbers on the same machine (TensorFlow op determinism, ordered data loading; somewhat slower)")
@@ -101,8 +106,17 @@ def parse_arguments(argv=None):
         preprocessing.check_settings(vars(arguments))
         if arguments.cache is not None:
             preprocessing.FrameCache(arguments.cache)  # a file, or a folder that cannot be made: refused here
+        if arguments.data_service is not None:
+            service_dataset.check_address(arguments.data_service)
     except ValueError as error:
         parser.error(str(error))
+    if arguments.data_service is not None:
+        if arguments.cache is not None:
+            parser.error("--cache keeps frames decoded here; with --data_service the workers decode: use one of them")
+        if arguments.strategy == "multi_worker":
+            parser.error("--data_service feeds one training process (--strategy none or mirrored), not multi_worker")
+        if arguments.sample_rate == preprocessing.NATIVE:
+            parser.error("--data_service needs one --sample_rate (its workers decode wavs at the run's rate), not native")
     return arguments
 
 
@@ -162,6 +176,8 @@ def check_inputs(arguments):
     run_folder.check_writable(arguments.out_dir)
     pairs = preprocessing.require_pairs(arguments.data_dir)
     validation_pairs = preprocessing.require_pairs(arguments.val_dir) if arguments.val_dir else None
+    if arguments.data_service is not None:
+        check_data_service(arguments, pairs)
     weights = arguments.image_weights
     if weights not in ("imagenet", "none") and not os.path.isfile(weights):
         raise SystemExit(f"error: image weights not found: {weights} (use imagenet, none, or a .weights.h5 / .pth file)")
@@ -445,6 +461,32 @@ def read_history(out_dir, epochs_done):
             and row["epoch"] <= epochs_done]
 
 
+def check_data_service(arguments, pairs):
+    """--data_service: the dispatcher answers, and every audio file is one its workers can decode."""
+    host, port = service_dataset.check_address(arguments.data_service)
+    try:
+        socket.create_connection((host, port), timeout=DISPATCHER_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise SystemExit(f"error: cannot reach the data service dispatcher at {host}:{port} ({error}); start it with: "
+                         f"python data_service.py --dispatcher --port {port}") from None
+    try:
+        service_dataset.check_service_pairs(pairs, vars(arguments))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def data_service_audit(out_dir):
+    """The function that appends a pass's audit line to OUT_DIR/data_service.log (the chief's; others' do nothing)."""
+    path = os.path.join(out_dir, "data_service.log")
+
+    def audit(line):
+        if is_chief():
+            with open(path, "a") as log:
+                log.write(line + "\n")
+
+    return audit
+
+
 def train(arguments, pairs, validation_pairs):
     """The run itself, inside the out_dir lock (see main)."""
     if is_chief():
@@ -491,6 +533,10 @@ def train(arguments, pairs, validation_pairs):
         phases.append((start, arguments.epochs, steps, 0))
 
     def training_batches(first_batch, last_batch):
+        if arguments.data_service is not None:
+            return service_dataset.service_batches(
+                pairs, model.settings, batch_size, arguments.data_service, seed=arguments.seed,
+                first_batch=first_batch, last_batch=last_batch, audit=data_service_audit(arguments.out_dir))
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return preprocessing.make_dataset(  # every worker reads the list; each keeps its share of a batch
@@ -594,9 +640,15 @@ def main(argv=None):
         raise SystemExit(f"error: out of memory: the model and a batch of {arguments.batch_size} did not fit; "
                          f"{last_checkpoint_text(arguments.out_dir)}. "
                          "Rerun with a smaller --batch_size or with --remat") from None
-    except (tf.errors.UnavailableError, tf.errors.InternalError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError) as error:
-        if arguments.strategy != "multi_worker":
+    except tf.errors.OpError as error:
+        if arguments.data_service is not None and any(word in str(error) for word in SERVICE_ERROR_WORDS):
+            cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise SystemExit(f"error: reading batches from the data service at {arguments.data_service} failed "
+                             f"({cause[:200]}); {last_checkpoint_text(arguments.out_dir)}. Check its dispatcher and "
+                             "workers (data_service.py), then rerun to resume") from None
+        if arguments.strategy != "multi_worker" or not isinstance(error, (
+                tf.errors.UnavailableError, tf.errors.InternalError, tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError)):
             raise
         cause = next((line.strip() for line in str(error).splitlines() if "unhealthy" in line or "Socket closed" in line
                       or "aborted" in line), type(error).__name__)

@@ -249,8 +249,27 @@ def probe_ours_cached(pairs, settings, batch_size, warmup, count):
     return seconds, description, {}
 
 
-PROBES = {"ours": probe_ours, "ours_cached": probe_ours_cached, "reference": probe_reference}
+def probe_ours_service(pairs, settings, batch_size, warmup, count):
+    """The graph a data service worker runs (service_dataset.worker_dataset: TensorFlow ops only, a batch at a time),
+    run here without a service: what one worker process makes on these cores."""
+    import tensorflow as tf
+
+    preprocessing = import_preprocessing()
+    from pipeline import service_dataset
+
+    pairs = [preprocessing.Pair(*pair) for pair in pairs]
+    dataset = service_dataset.worker_dataset(tf.data.Dataset.range(np.iinfo(np.int64).max), pairs,
+                                             preprocessing.check_settings(settings), batch_size, 0, "crop")
+    seconds, batch = time_batches(iter(dataset), warmup, count)
+    if batch["frame"].shape[0] != batch_size:
+        raise RuntimeError(f"a batch of {batch['frame'].shape[0]}: files failed to decode")
+    return seconds, "tf.data AUTOTUNE, a batch at a time", {}
+
+
+PROBES = {"ours": probe_ours, "ours_cached": probe_ours_cached, "ours_service": probe_ours_service,
+          "reference": probe_reference}
 NAMES = {"ours": "ours (make_dataset)", "ours_cached": "ours, train.py --cache (warm)",
+         "ours_service": "ours, a data service worker (TensorFlow ops)",
          "reference": "reference (PyTorch DataLoader)"}
 
 
@@ -258,7 +277,7 @@ def run_probe(framework, cores, pairs_file, batch_size, warmup, count):
     """Pin this process to cores, run one probe, print its result as a PROBE_PREFIX json line.
 
     Args:
-        framework: a key of PROBES ("ours", "ours_cached" or "reference").
+        framework: a key of PROBES ("ours", "ours_cached", "ours_service" or "reference").
         cores: the CPU ids to run on.
         pairs_file: json file of [[name, image path, audio path], ...] and the settings.
         batch_size, warmup, count: batch size, untimed and timed batches.
@@ -388,7 +407,7 @@ def measure(data_dir=None, batch_size=DEFAULT_BATCH_SIZE, warmup=DEFAULT_WARMUP_
         with open(pairs_file, "w") as handle:
             json.dump({"pairs": pairs, "settings": result["settings"]}, handle)
         plan = [(framework, cores) for cores in (all_cores[:1], all_cores)
-                for framework in ("ours", "ours_cached", "reference")]
+                for framework in ("ours", "ours_cached", "ours_service", "reference")]
         runs = [[measure_one(framework, cores, pairs_file, batch_size, warmup, count) for framework, cores in plan]
                 for _ in range(rounds)]
     result["rows"] = []
@@ -415,9 +434,11 @@ def json_figures(result):
     "cores"}} in samples/s, with what they were measured on."""
     cores = max(row["cores"] for row in result["rows"])
     return {"per_core": {"ours": figure(result, "ours", 1), "reference": figure(result, "reference", 1),
-                         "ours_cached": figure(result, "ours_cached", 1)},
+                         "ours_cached": figure(result, "ours_cached", 1),
+                         "ours_service": figure(result, "ours_service", 1)},
             "all_cores": {"ours": figure(result, "ours", cores), "reference": figure(result, "reference", cores),
                           "ours_cached": figure(result, "ours_cached", cores),
+                          "ours_service": figure(result, "ours_service", cores),
                           "cores": cores},
             "cpu_class": result["cpu_class"], "cpu_model": result.get("cpu_model"), "files": result["files"], "batch_size": result["batch_size"],
             "load_average_start": result["load_start"], "load_average_end": result["load_end"],
@@ -470,7 +491,10 @@ def format_section(result, command):
              "training=True), which decodes and augments on the host and leaves the normalisation and the spectrogram "
              "to the model's input step on the device (preprocessing.model_inputs, inside the train step; "
              f"{input_step_text(result)}); ours with --cache: the same, every frame read decoded and resized from a "
-             "warm cache folder (pipeline/frame_cache.py; what a second and later epoch reads); reference: a torch DataLoader doing the official LVS training preprocessing (PIL, "
+             "warm cache folder (pipeline/frame_cache.py; what a second and later epoch reads); a data service "
+             "worker: the graph data_service.py's workers run for train.py --data_service (pipeline/"
+             "service_dataset.py: TensorFlow's JPEG and wav decoders, a batch at a time), run in the probe's own "
+             "process without a service (what one worker process makes on those cores); reference: a torch DataLoader doing the official LVS training preprocessing (PIL, "
              "torchvision Resize(246, bicubic) / RandomCrop / flip / ToTensor / Normalize, soundfile + "
              "scipy.signal.spectrogram), num_workers 0 on one core and one per core on all.", "",
              "| CPU class | pipeline | cores | parallelism | samples/s | each round | ours / reference |",

@@ -63,6 +63,7 @@ SPECTROGRAM_SEGMENT = 512
 SPECTROGRAM_OVERLAP = 274
 LOG_OFFSET = 1e-7
 LOG_DIVISOR = 12.0
+PCM16_SCALE = 32768.0  # a 16-bit sample's float value is sample / 32768 (libsndfile's and TensorFlow's convention)
 MAX_AUDIO_SECONDS = 600.0  # ten minutes: 60 x the paper's clips; beyond it a batch would not fit in memory
 MAX_IMAGE_SIZE = 4096
 DEFAULT_SETTINGS = {"image_size": 224, "sample_rate": 16000, "audio_seconds": 10.0}
@@ -339,7 +340,8 @@ def model_inputs(batch):
     Evaluation batches already hold both and pass through unchanged.
 
     Args:
-        batch: {"frame": batch x S x S x 3 uint8, "waveform": batch x samples float32, "sample_rate": batch int32},
+        batch: {"frame": batch x S x S x 3 uint8, "waveform": batch x samples float32 (or int16 PCM, read as
+            sample / 32768 like soundfile and tf.audio.decode_wav), "sample_rate": batch int32},
             or {"frame": batch x S x S x 3 float32 (normalised), "spectrogram": batch x 257 x time x 1}.
 
     Returns:
@@ -352,12 +354,19 @@ def model_inputs(batch):
     values = tf.constant(normalise(np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)).T.reshape(-1))
     channel_offsets = tf.constant([0, 256, 512], tf.int32)  # the table is channel-major: 3 x 256, flattened
     frame = tf.gather(values, tf.cast(batch["frame"], tf.int32) + channel_offsets)  # batch x S x S x 3
-    spectrum = spectrogram(batch["waveform"], batch["sample_rate"])[..., None]  # batch x 257 x time x 1
+    waveform = batch["waveform"]
+    if waveform.dtype == tf.int16:  # 16-bit PCM as decoded (the data service's): the float is sample / 32768, exactly
+        waveform = tf.cast(waveform, tf.float32) / PCM16_SCALE
+    spectrum = spectrogram(waveform, batch["sample_rate"])[..., None]  # batch x 257 x time x 1
     return {"frame": frame, "spectrogram": spectrum}
 
 
-def _report(reason):
-    """List a file that cannot be read inside the pipeline (the scripts print the list at the end)."""
+def report_skip(reason):
+    """List a file that cannot be read inside the pipeline (the scripts print the list at the end).
+
+    Args:
+        reason: "path: why", printed now as a warning and again by report_skipped.
+    """
     SKIPPED_WHILE_LOADING.append(reason)
     print(f"warning: skipped {reason}", file=sys.stderr)
 
@@ -379,14 +388,14 @@ def _load_pair(image_path, audio_path, item_seed, training, settings, rate, resi
         else:
             frame = load_frame(image_path, size, resize=resize)
     except Exception as error:  # a corrupt file is reported and skipped, never fatal
-        _report(f"{image_path}: {type(error).__name__}: {error}")
+        report_skip(f"{image_path}: {type(error).__name__}: {error}")
         return placeholder
     try:
         waveform = load_waveform(audio_path, settings["sample_rate"], settings["audio_seconds"])
         if waveform.shape[0] != length:  # "native": a file whose rate differs from its header's
             raise ValueError(f"decoded at another rate than its header's {rate} Hz")
     except Exception as error:
-        _report(f"{audio_path}: {type(error).__name__}: {error}")
+        report_skip(f"{audio_path}: {type(error).__name__}: {error}")
         return placeholder
     return frame, waveform, True
 
@@ -403,7 +412,7 @@ def _group_by_rate(pairs, settings):
                 raise ValueError(f"{settings['audio_seconds']} s at its {rate} Hz is under {SPECTROGRAM_SEGMENT} "
                                  "samples, too short for one spectrogram column")
         except Exception as error:
-            _report(f"{pair.audio_path}: {type(error).__name__}: {error}")
+            report_skip(f"{pair.audio_path}: {type(error).__name__}: {error}")
             continue
         groups[rate].append(pair)
     return dict(sorted(groups.items()))
@@ -421,6 +430,25 @@ def pass_seed(seed, pass_number, stream):
     return tf.random.experimental.stateless_fold_in(base, stream)
 
 
+def pass_permutation(count, seed, group, pass_number, shuffle=True):
+    """The order in which one pass reads a rate group's pairs: its first `kept` entries are the items of the pass.
+
+    Args:
+        count: pairs in the group.
+        seed: the run's seed.
+        group: the rate group's index (0 with one rate).
+        pass_number: which pass (int or int64 scalar tensor).
+        shuffle: False keeps the pairs' order.
+
+    Returns:
+        int64 vector of count pair indices.
+    """
+    indices = tf.range(count, dtype=tf.int64)
+    if shuffle:
+        indices = tf.random.experimental.stateless_shuffle(indices, seed=pass_seed(seed, pass_number, group))
+    return indices
+
+
 def _item_order(count, kept, seed, group, shuffle, first_pass, passes):
     """(index, pass, position) of every item read, pass after pass: a dataset of int64 scalars.
 
@@ -429,9 +457,7 @@ def _item_order(count, kept, seed, group, shuffle, first_pass, passes):
     """
 
     def one_pass(pass_number):
-        indices = tf.range(count, dtype=tf.int64)
-        if shuffle:
-            indices = tf.random.experimental.stateless_shuffle(indices, seed=pass_seed(seed, pass_number, group))
+        indices = pass_permutation(count, seed, group, pass_number, shuffle)
         positions = tf.range(kept, dtype=tf.int64)
         return tf.data.Dataset.from_tensor_slices((indices[:kept], tf.fill([kept], pass_number), positions))
 
@@ -531,7 +557,7 @@ def make_dataset(pairs, settings, training, batch_size, shuffle=None, seed=0, wi
         if all(_is_utf8(path) for path in pair):
             usable.append(pair)
         else:
-            _report(f"{printable(pair.image_path)}: file name is not valid UTF-8")
+            report_skip(f"{printable(pair.image_path)}: file name is not valid UTF-8")
     groups = _group_by_rate(usable, settings)
     if not groups:
         raise ValueError("no pair has usable audio")

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("train.py", "predict.py", "evaluate.py", "vggss_dl.py", "bench.py", "report.py", "app.py", "model.py",
+SCRIPTS = ("train.py", "predict.py", "evaluate.py", "vggss_dl.py", "bench.py", "report.py", "app.py", "model.py", "data_service.py",
            "resnet18.py", "data/make_demo.py", "data/make_demo_video.py")
 # Programs whose flags the docs quote and these tests do not own. A token naming one of them starts its command.
 OTHER_PROGRAMS = {

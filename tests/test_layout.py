@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"train", "predict", "evaluate", "vggss_dl", "bench", "report", "app"}
+SCRIPTS = {"train", "predict", "evaluate", "vggss_dl", "bench", "report", "app", "data_service"}
 NETWORK = {"model", "resnet18", "loss"}
 FOLDERS = ("pipeline", "evaluation", "downloading", "visualization", "training", "safeguards", "benchmarks")
 

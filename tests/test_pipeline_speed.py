@@ -52,8 +52,10 @@ def fake_result(ours_one, reference_one, ours_all, reference_all, cores=4):
 def test_json_figures_and_the_gpu_arithmetic():
     result = fake_result(100.0, 50.0, 360.0, 190.0)
     figures = pipeline_speed.json_figures(result)
-    assert figures["per_core"] == {"ours": 100.0, "reference": 50.0, "ours_cached": None}  # no cached row here
-    assert figures["all_cores"] == {"ours": 360.0, "reference": 190.0, "ours_cached": None, "cores": 4}
+    assert figures["per_core"] == {"ours": 100.0, "reference": 50.0, "ours_cached": None,  # no cached row here
+                                   "ours_service": None}
+    assert figures["all_cores"] == {"ours": 360.0, "reference": 190.0, "ours_cached": None, "ours_service": None,
+                                    "cores": 4}
     line = pipeline_speed.gpu_line(result, 500)
     assert "N / 100.0 with ours, N / 50.0 with the reference" in line
     assert "**5 cores with ours, 10 with the reference**" in line
@@ -74,7 +76,7 @@ def test_a_section_is_replaced_and_every_other_line_kept():
 
 
 def test_bench_only_pipeline_writes_its_section_and_json(tmp_path):
-    """A real `bench.py --only pipeline` on a --data_dir of generated pairs: six pinned runs, the json, the table
+    """A real `bench.py --only pipeline` on a --data_dir of generated pairs: eight pinned runs, the json, the table
     with the CPU class, and the report's other sections as they were."""
     data = tmp_path / "pairs"
     data.mkdir()
@@ -93,13 +95,15 @@ def test_bench_only_pipeline_writes_its_section_and_json(tmp_path):
     assert written["all_cores"]["cores"] == cores
     for group in ("per_core", "all_cores"):
         assert written[group]["ours"] > 0 and written[group]["reference"] > 0 and written[group]["ours_cached"] > 0
+        assert written[group]["ours_service"] > 0
     cpu_class = cpu_features.cpu_class(cpu_features.cpu_flags())
     assert written["cpu_class"] == cpu_class
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\n## Machine\n\n| CPU | x |\n\n## Input pipeline on vggss_dl.py's files")
     assert text.endswith("\n## Peak memory\n\nkept\n") and "\nold\n" not in text
     rows = [line for line in text.splitlines() if line.startswith(f"| {cpu_class} | ")]
-    names = ["ours (make_dataset)", "ours, train.py --cache (warm)", "reference (PyTorch DataLoader)"]
+    names = ["ours (make_dataset)", "ours, train.py --cache (warm)", "ours, a data service worker (TensorFlow ops)",
+             "reference (PyTorch DataLoader)"]
     assert [row.split(" | ")[1:3] for row in rows] == [[name, count] for count in ("1", str(cores)) for name in names]
     assert f"the first 4 pairs of {data}" in text and "512x512 jpg" in text
     assert "Cores to feed a GPU" in text

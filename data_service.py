@@ -1,0 +1,120 @@
+r"""Run a tf.data service dispatcher or worker: CPU hosts decode and augment the training batches of a GPU host.
+
+The training run sends the dataset to the service when it starts (train.py --data_service grpc://HOST:PORT): the
+pair list, the image size, the sample rate and the audio length travel with it, so a worker takes no flags of the
+run. Each worker must read the pairs at the paths the training host names (a shared or copied folder), and their
+audio must be mono 16-bit PCM wavs at the run's rate (what vggss_dl.py writes; the run checks before it starts).
+A worker can be stopped and restarted at any time: the training run asks again for the batches it was making. Restart
+it at the same address (--port): the service keeps the address of a worker that stopped, and a batch asked for again
+waits until a worker answers there.
+
+Usage (the dispatcher on one host, a worker on each CPU host, then the run):
+    python data_service.py --dispatcher --port 5050
+    python data_service.py --worker --dispatcher gpu-host:5050 --port 5051
+    python train.py --data_dir data/vggss --data_service grpc://gpu-host:5050
+"""
+
+import safeguards.quiet_tensorflow  # noqa: F401  (first: imports TensorFlow with its C++ start-up lines off the terminal)
+
+import argparse
+import os
+import signal
+import socket
+import time
+
+import tensorflow as tf  # noqa: E402
+
+from safeguards.arguments import host_and_port, port_number  # noqa: E402
+
+DEFAULT_DISPATCHER_PORT = 5050
+
+
+def free_port():
+    """A TCP port no one listens on now (the worker's, when --port is not given)."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+def parse_arguments(argv=None):
+    """The role (dispatcher or worker) and its flags; parser.error (one line, exit 2) for a wrong combination."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dispatcher", nargs="?", const=True, default=None, type=host_and_port, metavar="HOST:PORT",
+                        help="alone: run the dispatcher (one per run, on any host; the run's --data_service names "
+                             "it). With --worker: the dispatcher this worker registers with")
+    parser.add_argument("--worker", action="store_true", help="run a worker, which decodes and augments batches; "
+                        "start one on each CPU host (needs --dispatcher HOST:PORT)")
+    parser.add_argument("--port", type=port_number, default=None,
+                        help="port to listen on (dispatcher default: 5050; worker default: any free port; give a "
+                             "worker a fixed one to restart it at the same address)")
+    parser.add_argument("--host", default=None,
+                        help="worker: the name or address the training host reaches this worker at (default: this "
+                             "host's name, socket.gethostname())")
+    parser.add_argument("--work_dir", default=None,
+                        help="dispatcher: keep its state (registered datasets, jobs) in this folder, so that a "
+                             "restarted dispatcher carries on the run's jobs (default: in memory only)")
+    arguments = parser.parse_args(argv)
+    if arguments.worker:
+        if not isinstance(arguments.dispatcher, str):
+            parser.error("--worker needs --dispatcher HOST:PORT (the dispatcher's address)")
+        if arguments.work_dir is not None:
+            parser.error("--work_dir is the dispatcher's")
+        arguments.role = "worker"
+    elif arguments.dispatcher is True:
+        if arguments.host is not None:
+            parser.error("--host is a worker's")
+        arguments.role = "dispatcher"
+    elif arguments.dispatcher is None:
+        parser.error("give --dispatcher (run the dispatcher) or --worker --dispatcher HOST:PORT (run a worker)")
+    else:
+        parser.error("--dispatcher takes no address when it runs the dispatcher (use --port); with --worker it "
+                     "names the dispatcher")
+    return arguments
+
+
+def run_dispatcher(port, work_dir):
+    """Start the dispatcher (it serves until the process ends)."""
+    if work_dir is not None:
+        os.makedirs(work_dir, exist_ok=True)
+    config = tf.data.experimental.service.DispatcherConfig(
+        port=port, work_dir=work_dir, fault_tolerant_mode=work_dir is not None)
+    server = tf.data.experimental.service.DispatchServer(config)
+    print(f"dispatcher listening on port {port}: train with --data_service grpc://{socket.gethostname()}:{port}",
+          flush=True)
+    return server
+
+
+def run_worker(dispatcher, port, host):
+    """Start a worker registered with the dispatcher (it serves until the process ends)."""
+    host = host or socket.gethostname()
+    port = port or free_port()
+    config = tf.data.experimental.service.WorkerConfig(dispatcher_address=dispatcher, worker_address=f"{host}:{port}",
+                                                       port=port)
+    server = tf.data.experimental.service.WorkerServer(config)
+    print(f"worker serving at {host}:{port}, registered with {dispatcher}", flush=True)
+    return server
+
+
+def main(argv=None):
+    arguments = parse_arguments(argv)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda number, frame: stop.append(number))
+    try:
+        if arguments.role == "dispatcher":
+            port = DEFAULT_DISPATCHER_PORT if arguments.port is None else arguments.port
+            server = run_dispatcher(port, arguments.work_dir)
+        else:
+            server = run_worker(arguments.dispatcher, arguments.port, arguments.host)
+    except (tf.errors.OpError, RuntimeError, OSError) as error:
+        raise SystemExit(f"error: the {arguments.role} could not start: {str(error).splitlines()[0][:300]}") from None
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    print(f"{arguments.role} stopped", flush=True)
+    del server
+
+
+if __name__ == "__main__":
+    main()
