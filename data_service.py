@@ -20,13 +20,13 @@ import argparse
 import os
 import signal
 import socket
-import time
 
 import tensorflow as tf  # noqa: E402
 
 from safeguards.arguments import host_and_port, port_number  # noqa: E402
 
 DEFAULT_DISPATCHER_PORT = 5050
+DISPATCHER_TIMEOUT_SECONDS = 10  # a dispatcher that does not accept a connection by then is down or elsewhere
 
 
 def free_port():
@@ -73,7 +73,12 @@ def parse_arguments(argv=None):
 
 
 def run_dispatcher(port, work_dir):
-    """Start the dispatcher (it serves until the process ends)."""
+    """Start the dispatcher (it serves until the process ends).
+
+    Args:
+        port: the port to listen on.
+        work_dir: a folder for its journal (a restarted dispatcher resumes from it), or None.
+    """
     if work_dir is not None:
         os.makedirs(work_dir, exist_ok=True)
     config = tf.data.experimental.service.DispatcherConfig(
@@ -85,9 +90,14 @@ def run_dispatcher(port, work_dir):
 
 
 def run_worker(dispatcher, port, host):
-    """Start a worker registered with the dispatcher (it serves until the process ends)."""
+    """Start a worker registered with the dispatcher (it serves until the process ends).
+
+    Args:
+        dispatcher: HOST:PORT of the dispatcher.
+        port: the port to listen on.
+        host: the name the training host reaches this one at (None: socket.gethostname()).
+    """
     host = host or socket.gethostname()
-    port = port or free_port()
     config = tf.data.experimental.service.WorkerConfig(dispatcher_address=dispatcher, worker_address=f"{host}:{port}",
                                                        port=port)
     server = tf.data.experimental.service.WorkerServer(config)
@@ -95,25 +105,49 @@ def run_worker(dispatcher, port, host):
     return server
 
 
+def check_port_free(port):
+    """Refuse a port something already listens on (TensorFlow's server would fail later, less clearly)."""
+    with socket.socket() as probe:
+        # as servers bind: a port left by a stopped server (its connections in TIME_WAIT) is free, a listening one not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as error:
+            raise SystemExit(f"error: port {port} is in use ({error.strerror}); choose another with --port") from None
+
+
+def check_dispatcher(address):
+    """Refuse a dispatcher that does not answer (a worker would wait for it without a word)."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=DISPATCHER_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise SystemExit(f"error: cannot reach the dispatcher at {address} ({error}); start it first: "
+                         f"python data_service.py --dispatcher --port {port}") from None
+
+
 def main(argv=None):
     arguments = parse_arguments(argv)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda number, frame: stop.append(number))
+    # The servers keep nothing in memory that a stop would lose (a --work_dir journal is written before each answer):
+    # SIGTERM and Ctrl-C end the process at once, also while TensorFlow's start-up holds the main thread.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if arguments.role == "dispatcher":
+        port = DEFAULT_DISPATCHER_PORT if arguments.port is None else arguments.port
+        check_port_free(port)
+    else:
+        check_dispatcher(arguments.dispatcher)
+        port = arguments.port or free_port()
+        check_port_free(port)
     try:
         if arguments.role == "dispatcher":
-            port = DEFAULT_DISPATCHER_PORT if arguments.port is None else arguments.port
             server = run_dispatcher(port, arguments.work_dir)
         else:
-            server = run_worker(arguments.dispatcher, arguments.port, arguments.host)
+            server = run_worker(arguments.dispatcher, port, arguments.host)
     except (tf.errors.OpError, RuntimeError, OSError) as error:
         raise SystemExit(f"error: the {arguments.role} could not start: {str(error).splitlines()[0][:300]}") from None
-    try:
-        while not stop:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    print(f"{arguments.role} stopped", flush=True)
-    del server
+    while server is not None:  # serve until the process is stopped
+        signal.pause()
 
 
 if __name__ == "__main__":

@@ -145,14 +145,18 @@ def test_a_worker_killed_and_restarted_loses_nothing(service, pair_folder):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
 
+    restarted = []
+
     def restart():  # while the stream goes on with the other worker
         time.sleep(2)
         service.workers[port] = service.start_worker(port)
+        restarted.append(port)
 
-    restarting = threading.Thread(target=restart)
+    restarting = threading.Thread(target=restart, daemon=True)
     restarting.start()
+    restarting.join(START_SECONDS + 10)
+    assert restarted, "the worker did not start again at its address"  # else the stream would wait for it
     got += [names_of(next(stream)[1]) for _ in range(32)]
-    restarting.join()
     assert got == [names for _, names in local_batches(pairs, 36)]
     assert len(lines) >= 5  # passes 0..4 ended (6 batches each), and more the stream prepared ahead
     assert all(": 24 pairs, each once; 0 failed to decode" in line for line in lines)
@@ -241,6 +245,18 @@ def test_data_service_script_refuses_wrong_flags_in_one_line(arguments, message)
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_worker_without_its_dispatcher_or_a_busy_port_ends_in_one_line(service):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    worker = subprocess.run([sys.executable, str(PROJECT / "data_service.py"), "--worker", "--dispatcher",
+                             f"127.0.0.1:{free_port()}"], cwd=PROJECT, capture_output=True, text=True, timeout=120,
+                            env=environment)
+    assert worker.returncode == 1 and "error: cannot reach the dispatcher at 127.0.0.1:" in worker.stderr
+    busy = subprocess.run([sys.executable, str(PROJECT / "data_service.py"), "--dispatcher", "--port",
+                           str(service.port)], cwd=PROJECT, capture_output=True, text=True, timeout=120, env=environment)
+    assert busy.returncode == 1 and f"error: port {service.port} is in use" in busy.stderr
+    assert "Traceback" not in worker.stderr + busy.stderr
 
 
 def test_data_service_help_explains_every_flag():
