@@ -23,10 +23,10 @@ import socket
 
 import tensorflow as tf  # noqa: E402
 
+from pipeline import service_dataset  # noqa: E402
 from safeguards.arguments import host_and_port, port_number  # noqa: E402
 
 DEFAULT_DISPATCHER_PORT = 5050
-DISPATCHER_TIMEOUT_SECONDS = 10  # a dispatcher that does not accept a connection by then is down or elsewhere
 
 
 def free_port():
@@ -116,16 +116,6 @@ def check_port_free(port):
             raise SystemExit(f"error: port {port} is in use ({error.strerror}); choose another with --port") from None
 
 
-def check_dispatcher(address):
-    """Refuse a dispatcher that does not answer (a worker would wait for it without a word)."""
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=DISPATCHER_TIMEOUT_SECONDS).close()
-    except OSError as error:
-        raise SystemExit(f"error: cannot reach the dispatcher at {address} ({error}); start it first: "
-                         f"python data_service.py --dispatcher --port {port}") from None
-
-
 def main(argv=None):
     arguments = parse_arguments(argv)
     # The servers keep nothing in memory that a stop would lose (a --work_dir journal is written before each answer):
@@ -136,7 +126,11 @@ def main(argv=None):
         port = DEFAULT_DISPATCHER_PORT if arguments.port is None else arguments.port
         check_port_free(port)
     else:
-        check_dispatcher(arguments.dispatcher)
+        host, _, dispatcher_port = arguments.dispatcher.rpartition(":")
+        try:
+            service_dataset.check_dispatcher(host, dispatcher_port)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
         port = arguments.port or free_port()
         check_port_free(port)
     try:

@@ -26,7 +26,6 @@ import io
 import json
 import math
 import os
-import socket
 import sys
 
 import matplotlib
@@ -50,7 +49,6 @@ from training.tensorboard_log import HEATMAP_ITEMS, TensorBoardLog  # noqa: E402
 from safeguards.run_folder import checkpoint_path, list_checkpoints  # noqa: E402
 from safeguards.watchdog import DEFAULT_TIMEOUT_SECONDS, SLOW_WORK_ALLOWANCE_SECONDS, Watchdog  # noqa: E402
 
-DISPATCHER_TIMEOUT_SECONDS = 10  # --data_service: a dispatcher that does not accept a connection by then is down
 SERVICE_ERROR_WORDS = ("data service", "DataService", "PyFunc")  # an error raised while reading the service's batches
 OVERLAP_FILE = "test_overlap.txt"  # names of --data_dir pairs on a shipped test list (evaluate.py reads it)
 # Flags a resumed run applies to the loaded optimizer (recorded in args.json "changed_on_resume").
@@ -463,13 +461,8 @@ def read_history(out_dir, epochs_done):
 
 def check_data_service(arguments, pairs):
     """--data_service: the dispatcher answers, and every audio file is one its workers can decode."""
-    host, port = service_dataset.check_address(arguments.data_service)
     try:
-        socket.create_connection((host, port), timeout=DISPATCHER_TIMEOUT_SECONDS).close()
-    except OSError as error:
-        raise SystemExit(f"error: cannot reach the data service dispatcher at {host}:{port} ({error}); start it with: "
-                         f"python data_service.py --dispatcher --port {port}") from None
-    try:
+        service_dataset.check_dispatcher(*service_dataset.check_address(arguments.data_service))
         service_dataset.check_service_pairs(pairs, vars(arguments))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None

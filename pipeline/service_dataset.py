@@ -23,6 +23,7 @@ Usage:
 import hashlib
 import os
 import re
+import socket
 
 import numpy as np
 import tensorflow as tf
@@ -34,7 +35,8 @@ from pipeline.preprocessing import NATIVE, PROGRESS_FROM, check_settings, pass_p
 from pipeline.tensorflow_decode import decode_training_frame, decode_training_waveform
 
 REORDER_WINDOW = 16  # batches held while an earlier one is missing; then it is asked for again
-MAX_REQUESTS = 3  # times a lost batch is asked for before the run stops
+MAX_REQUESTS = 3
+DISPATCHER_TIMEOUT_SECONDS = 10  # a dispatcher that does not accept a connection by then is down or elsewhere  # times a lost batch is asked for before the run stops
 ADDRESS = re.compile(r"^grpc://([A-Za-z0-9.\-_]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})$")
 CONVERT_HINT = "convert with: ffmpeg -i IN -ac 1 -ar RATE -c:a pcm_s16le OUT.wav"
 
@@ -55,6 +57,23 @@ def check_address(address):
     if not match or not 1 <= int(match.group(2)) <= 65535:
         raise ValueError(f"--data_service must be grpc://HOST:PORT (the dispatcher's), got {address!r}")
     return match.group(1).strip("[]"), int(match.group(2))
+
+
+def check_dispatcher(host, port, timeout=DISPATCHER_TIMEOUT_SECONDS):
+    """Refuse a dispatcher that does not accept a connection (a worker or a run would wait for it without a word).
+
+    Args:
+        host, port: the dispatcher's address.
+        timeout: seconds to wait for the connection.
+
+    Raises:
+        ValueError naming the address, why, and the command that starts a dispatcher.
+    """
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"cannot reach the data service dispatcher at {host}:{port} ({error}); start it first: "
+                         f"python data_service.py --dispatcher --port {port}") from None
 
 
 def check_service_pairs(pairs, settings):

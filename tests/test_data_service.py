@@ -252,7 +252,7 @@ def test_a_worker_without_its_dispatcher_or_a_busy_port_ends_in_one_line(service
     worker = subprocess.run([sys.executable, str(PROJECT / "data_service.py"), "--worker", "--dispatcher",
                              f"127.0.0.1:{free_port()}"], cwd=PROJECT, capture_output=True, text=True, timeout=120,
                             env=environment)
-    assert worker.returncode == 1 and "error: cannot reach the dispatcher at 127.0.0.1:" in worker.stderr
+    assert worker.returncode == 1 and "error: cannot reach the data service dispatcher at 127.0.0.1:" in worker.stderr
     busy = subprocess.run([sys.executable, str(PROJECT / "data_service.py"), "--dispatcher", "--port",
                            str(service.port)], cwd=PROJECT, capture_output=True, text=True, timeout=120, env=environment)
     assert busy.returncode == 1 and f"error: port {service.port} is in use" in busy.stderr
