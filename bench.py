@@ -16,7 +16,9 @@ at the demo's (112 x 112 frames, 0.5 s of 8 kHz audio: 257 x 15):
   --remat; PyTorch with torch.utils.checkpoint on the same blocks), each in its own guarded subprocess
   (benchmarks/memory.py) so the peak is that run's own and none pushes the machine into OOM;
 - achieved GFLOP/s of every train step, from an analytic count of its convolutions, against this CPU's matmul
-  GFLOP/s.
+  GFLOP/s;
+- where the float32 train step's time goes, oneDNN primitive by primitive, ours against PyTorch's, from oneDNN's
+  verbose log (benchmarks/kernel_breakdown.py), at the first of --shapes.
 
 The steps it times are built in benchmarks/steps.py and each row is timed in a fresh process of its own (as train.py
 runs one model per process), the tables rendered by benchmarks/tables.py. Timings go to stdout as
@@ -30,6 +32,7 @@ Usage:
     python bench.py --shapes demo                     # the demo's shapes only (a few minutes)
     python bench.py --only memory                     # the memory tables alone (paper shapes, 16/64/256)
     python bench.py --only checkpoint                 # what a checkpoint costs, and --checkpoint_every's overhead
+    python bench.py --only kernels --shapes paper --batch_size 8   # the step's time per oneDNN kernel, ours and PyTorch's
     python bench.py --only pipeline --json /tmp/pipeline.json   # the input pipeline alone, its section replaced
     python bench.py --only pipeline --data_dir data/vggsound144k  # ... on your own files
     python bench.py --only memory --memory_batches 16,64   # without the batch-256 runs (~20 GiB each)
@@ -68,7 +71,7 @@ from safeguards.atomic import write_text  # noqa: E402
 from benchmarks import memory as bench_memory  # noqa: E402
 from benchmarks import host_memory  # noqa: E402
 from benchmarks.machine_load import cpu_seconds, load_average, others_share  # noqa: E402
-from benchmarks import checkpoint_cost, pipeline_speed  # noqa: E402
+from benchmarks import checkpoint_cost, kernel_breakdown, pipeline_speed  # noqa: E402
 from benchmarks import video_speed as bench_video  # noqa: E402
 from benchmarks.tables import KERAS_EAGER, render_report, replace_section  # noqa: E402
 from benchmarks.steps import (KERAS_VARIANTS, SHAPES, TIME_PROBE_PREFIX, TORCH_VARIANTS, keras_train_step,  # noqa: E402
@@ -81,7 +84,7 @@ MEMORY_BATCHES = "16,64,256"
 MEMORY_VARIANTS = ("keras:fp32,keras:fp32_no_remat,keras:fp32_remat,torch:nchw,"
                    "torch:nchw_checkpoint")
 MEMORY_MARGIN_GIB = 4
-SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video", "checkpoint")
+SECTIONS = ("matmul", "train", "inference", "pipeline", "memory", "video", "checkpoint", "kernels")
 QUICK = {"steps": 2, "warmup": 1, "pipeline_batches": 2, "matmul_size": 512, "pipeline_pairs": 8,
          "pipeline_warmup": 1, "pipeline_rounds": 1}
 
@@ -316,6 +319,9 @@ def parse_arguments(argv=None):
                         help="do not time train.py's checkpoint at the paper's shapes (and --checkpoint_every's overhead)")
     parser.add_argument("--skip_video", action="store_true",
                         help="do not time predict.py --video on a 10 s clip (benchmarks/video_speed.py) at each --shapes")
+    parser.add_argument("--skip_kernels", action="store_true",
+                        help="do not take the float32 train step apart into oneDNN primitives, ours against PyTorch's "
+                             "(benchmarks/kernel_breakdown.py), at the first of --shapes")
     parser.add_argument("--only", default=None,
                         help=f"comma-separated sections to run, the others skipped, from {', '.join(SECTIONS)} "
                              f"(e.g. --only memory reruns the memory tables alone; default: all)")
@@ -547,6 +553,14 @@ def main(argv=None):
         checkpoint = checkpoint_cost.run_isolated(batch_size=1 if arguments.quick else 8,
                                                   saves=1 if arguments.quick else 3)
     video_rows = [] if arguments.skip_video else bench_video.video_rows(tuple(arguments.shapes))
+    kernels = None  # the first of --shapes only
+    if not arguments.skip_kernels:
+        shape = arguments.shapes[0]
+        kernels = kernel_breakdown.measure(shape, arguments.batch_size or SHAPES[shape]["batch_size"],
+                                           arguments.warmup, steps_for(arguments, shape), __file__,
+                                           thread_arguments, arguments.memory_margin * bench_memory.GIB)
+        kernels_section = kernel_breakdown.format_section(
+            kernels, shape, arguments.batch_size or SHAPES[shape]["batch_size"], context["cpu_class"], command)
     context["load_end"] = load_average()
     context["others_share"] = others_share(cpu_start, cpu_seconds(), time.perf_counter() - run_start)
     if context["sections"] == ["pipeline"] and os.path.isfile(arguments.output) and pipeline is not None:
@@ -564,6 +578,12 @@ def main(argv=None):
             write_text(arguments.output, replace_section(handle.read(), section, checkpoint_cost.HEADING))
         print(f"wrote the checkpoint section into {arguments.output}", file=sys.stderr)
         return
+    if context["sections"] == ["kernels"] and os.path.isfile(arguments.output):
+        print(kernels_section)
+        with open(arguments.output) as handle:
+            write_text(arguments.output, replace_section(handle.read(), kernels_section, kernel_breakdown.HEADING))
+        print(f"wrote the kernel section into {arguments.output}", file=sys.stderr)
+        return
     report = render_report(machine, context, matmul, flops, results, pipeline, memories)
     if checkpoint is not None:
         report += "\n" + checkpoint_cost.format_section(checkpoint, context["cpu_class"], command)
@@ -571,6 +591,8 @@ def main(argv=None):
         report += (f"\n## predict.py --video on a 10 s clip (benchmarks/video_speed.py) (CPU class: "
                    f"{context['cpu_class']})\n\n" + bench_video.__doc__.split("\n\n")[1]
                    + "\n\n" + bench_video.format_rows(video_rows) + "\n")
+    if kernels is not None:
+        report += "\n" + kernels_section
     print(report)
     write_text(arguments.output, report)
     print(f"wrote {arguments.output}", file=sys.stderr)

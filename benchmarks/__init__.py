@@ -10,6 +10,8 @@
 - machine_load.py: how busy the machine was while it measured (load average, other processes' CPU time).
 - checkpoint_cost.py: what a mid-epoch checkpoint of train.py costs at the paper's shapes, and --checkpoint_every's
   overhead.
+- kernel_breakdown.py: where the float32 train step's time goes, oneDNN primitive by primitive, ours against
+  PyTorch's, from oneDNN's verbose log.
 - tables.py: BENCHMARKS.md from the measurements.
 
 May import: pipeline, safeguards, training, visualization, loss, resnet18, model.

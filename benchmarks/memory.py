@@ -94,19 +94,20 @@ def estimate_peak(previous, batch_size, cap=None):
     return estimate if cap is None else min(estimate, last["after_build"] + cap)
 
 
-def run_guarded(command, margin, poll_seconds=0.25):
+def run_guarded(command, margin, poll_seconds=0.25, environment=None):
     """Run command; stop it if the machine's available memory falls below margin / 2 while it runs.
 
     Args:
         command: argv list.
         margin: bytes the machine keeps for other processes.
         poll_seconds: how often available memory is read.
+        environment: the child's environment (this process's when None).
 
     Returns:
         (return code, stdout, stderr, stop reason or None).
     """
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:  # no pipe to fill
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True, env=environment)
         reason = None
         lowest = psutil.virtual_memory().available
         while child.poll() is None:

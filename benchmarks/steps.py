@@ -285,7 +285,8 @@ def time_steps(step, warmup, steps):
         steps: timed runs, at least 1.
 
     Returns:
-        {"first": seconds of the first run, "median", "min", "max": seconds of the timed runs, "times": all of them}.
+        {"first": seconds of the first run, "median", "min", "max": seconds of the timed runs, "times": all of them,
+        "timed_start": time.time() when the timed runs began (what benchmarks/kernel_breakdown.py counts from)}.
     """
     if warmup < 1 or steps < 1:
         raise ValueError(f"warmup and steps must be at least 1, got {warmup} and {steps}")
@@ -295,18 +296,20 @@ def time_steps(step, warmup, steps):
     for _ in range(warmup - 1):
         step()
     times = []
+    timed_start = time.time()
     for _ in range(steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"first": first, "median": statistics.median(times), "min": min(times), "max": max(times), "times": times}
+    return {"first": first, "median": statistics.median(times), "min": min(times), "max": max(times), "times": times,
+            "timed_start": timed_start}
 
 
 def empty_result(kind, framework, shape, variant, batch_size):
     """A result row with nothing measured yet (error None): what measure() fills in."""
     return {"kind": kind, "framework": framework, "shape": shape, "variant": variant, "batch_size": batch_size,
             "settings": "", "first": None, "median": None, "min": None, "max": None, "samples_per_second": None,
-            "gflops_per_second": None, "error": None}
+            "gflops_per_second": None, "timed_start": None, "error": None}
 
 
 def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
@@ -338,7 +341,7 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
         return result
     finally:
         keras.backend.clear_session()
-    result.update({key: timing[key] for key in ("first", "median", "min", "max")})
+    result.update({key: timing[key] for key in ("first", "median", "min", "max", "timed_start")})
     result["samples_per_second"] = batch_size / timing["median"]
     result["gflops_per_second"] = flops["train" if kind == "train" else "forward"] * result["samples_per_second"] / 1e9
     print(f"[{shape}] {framework} {variant} {kind}: {result['samples_per_second']:.3g} samples/s "
@@ -350,7 +353,8 @@ def measure(kind, framework, shape, variant, batch_size, warmup, steps, flops):
 TIME_PROBE_PREFIX = "TIME_PROBE "  # the line of a --time_probe child that carries its result
 
 
-def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps, script, extra=(), margin=0):
+def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps, script, extra=(), margin=0,
+                     environment=None):
     """measure() in a fresh process: `python script --time_probe KIND:FRAMEWORK:VARIANT ...` (bench.py).
 
     Args:
@@ -359,18 +363,23 @@ def measure_isolated(kind, framework, shape, variant, batch_size, warmup, steps,
         extra: more arguments for the child (thread counts).
         margin: bytes of the machine's memory kept for others: the child is stopped below half of it
             (bench_memory.run_guarded).
+        environment: the child's environment (this process's when None).
 
     Returns:
-        measure()'s result dict; when the child fails, the same dict with error saying how.
+        measure()'s result dict; when the child fails, the same dict with error saying how. With an environment,
+        the child's stdout too, under "stdout" (what oneDNN's verbose log writes to).
     """
     command = [sys.executable, os.path.abspath(script), "--time_probe", f"{kind}:{framework}:{variant}",
                "--shapes", shape, "--batch_size", str(batch_size), "--warmup", str(warmup), "--steps", str(steps),
                *extra]
-    returncode, stdout, stderr, stopped = bench_memory.run_guarded(command, margin)
+    returncode, stdout, stderr, stopped = bench_memory.run_guarded(command, margin, environment=environment)
     sys.stderr.write("".join(line + "\n" for line in stderr.splitlines() if line.startswith(f"[{shape}] ")))
     lines = [line for line in stdout.splitlines() if line.startswith(TIME_PROBE_PREFIX)]
     if not stopped and returncode == 0 and lines:
-        return json.loads(lines[-1][len(TIME_PROBE_PREFIX):])
+        result = json.loads(lines[-1][len(TIME_PROBE_PREFIX):])
+        if environment is not None:
+            result["stdout"] = stdout
+        return result
     last = (stderr.strip().splitlines() or ["no output"])[-1]
     result = empty_result(kind, framework, shape, variant, batch_size)
     result["error"] = stopped or f"exit code {returncode}: {last[:160]}"

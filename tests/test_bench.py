@@ -1,4 +1,5 @@
-"""bench.py, benchmarks/tables.py, benchmarks/memory.py: FLOP counts, the tables, the CLI, the memory guard, a --quick run.
+"""bench.py, benchmarks/tables.py, benchmarks/memory.py, benchmarks/kernel_breakdown.py: FLOP counts, the tables, the
+CLI, the memory guard, the oneDNN log's parsing, a --quick run.
 
 No timing is asserted: only that the numbers are computed, tabulated and written.
 """
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import bench
+from benchmarks import kernel_breakdown
 from benchmarks import memory as bench_memory
 from benchmarks import tables as bench_report
 from pipeline import preprocessing
@@ -195,7 +197,20 @@ def test_quick_run_writes_the_report(tmp_path):
     assert "## Against the targets" in report and "## Peak memory" not in report
     assert report.strip() in completed.stdout  # the same tables on stdout
     assert "timed in a fresh process of its own" in report
-    assert completed.stderr.count("[demo] keras fp32 train:") == 1  # the child's progress line, passed on once
+    # The child's progress line, passed on once per child: the throughput row's and the kernel breakdown's.
+    assert completed.stderr.count("[demo] keras fp32 train:") == 2
+    # The kernel section (benchmarks/kernel_breakdown.py): both steps' oneDNN log, the timed step alone counted. Each
+    # tower has 20 convolutions (the stem, 16 in the blocks, 3 shortcuts): 40 weight gradients a step for both; the
+    # warm-up step counted too would double them.
+    assert "## Where the train step's time goes (oneDNN kernels, demo shapes, batch 2" in report
+    kernel_rows = {row.split(" | ")[0].lstrip("| "): row.split(" | ")[1:] for row in report.splitlines()
+                   if row.startswith("| convolution ") and len(row.split(" | ")) == 6}  # the table by kind
+    # With oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) TensorFlow runs its own kernels, which the log does not see.
+    ours_on_onednn = bench.cpu_features.onednn_expected(bench.cpu_features.cpu_flags(), os.environ)
+    assert kernel_rows["convolution backward_weights"][0] == ("40" if ours_on_onednn else "0")  # ours: calls
+    assert kernel_rows["convolution backward_weights"][2] == "40"  # PyTorch: calls
+    assert float(kernel_rows["convolution forward_training"][3]) > 0  # PyTorch: ms
+    assert ("ours: no convolution ran on oneDNN" in report) is not ours_on_onednn
 
 
 def test_memory_probe_reports_the_training_runs_own_peak_and_skips_what_would_not_fit():
@@ -329,3 +344,55 @@ def test_checkpoint_cost_at_the_paper_shapes(tmp_path):
     assert result["overhead_on_gpu"] == pytest.approx(result["save_seconds"] / (DEFAULT_CHECKPOINT_EVERY * 256 / 3000))
     section = checkpoint_cost.format_section(result, "AVX-512 + bf16", "python bench.py --only checkpoint")
     assert section.startswith(checkpoint_cost.HEADING) and "--checkpoint_every 1000 (the default)" in section
+
+
+VERBOSE_LOG = """\
+onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)
+onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with float16, Intel DL Boost and bfloat16 support
+onednn_verbose,v1,primitive,info,template:timestamp,operation,engine,primitive,implementation,prop_kind,...
+onednn_verbose,v1,999.5,primitive,exec,cpu,convolution,jit:avx2,forward_training,src dst,,alg,mb2_ic3,100.0
+onednn_verbose,v1,1000.0,primitive,exec,cpu,convolution,brg_conv_fwd:avx2,forward_training,src dst,,alg,mb2_ic3,3.0
+onednn_verbose,v1,1001.0,primitive,exec,cpu,convolution,jit:avx2,forward_training,\
+src:f32::blocked:acdb::f0 wei:f32:a:blocked:Acdb16a::f0 dst:f32::blocked:acdb::f0,,alg,mb2_ic3,5.0
+onednn_verbose,v1,1002.0,primitive,exec,cpu,convolution,jit:avx2,backward_weights,src dst,,alg,mb2_ic3,7.0
+onednn_verbose,v1,1003.0,primitive,exec,cpu,reorder,jit:uni,undef,src dst,,,64x3x7x7,1.5
+onednn_verbose,v1,1004.0,primitive,exec,cpu,reorder,jit:uni,undef,src dst,,,64x3x7x7,not-a-number
+onednn_verbose,v1,1005.0,primitive,exec,cpu,reorder
+some other line,1,2,3
+TIME_PROBE {}
+"""
+
+
+def test_kernel_breakdown_counts_the_timed_steps_per_step():
+    breakdown = kernel_breakdown.parse_verbose(VERBOSE_LOG, since_ms=1000.0, steps=2)
+    assert breakdown["isa"] == "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support"
+    assert breakdown["kinds"][("convolution", "forward_training")] == {"calls": 1.0, "ms": 4.0}  # (3 + 5) / 2
+    assert breakdown["kinds"][("convolution", "backward_weights")] == {"calls": 0.5, "ms": 3.5}
+    assert breakdown["kinds"][("reorder", "")] == {"calls": 0.5, "ms": 0.75}  # the unreadable lines left out
+    assert breakdown["total"] == pytest.approx(4.0 + 3.5 + 0.75)
+    assert breakdown["shapes"][("convolution", "forward_training", "mb2_ic3")]["implementations"] == {
+        "brg_conv_fwd:avx2", "jit:avx2 (acdb)"}  # the source's layout; the 100 ms line before the timed steps is not
+    # counted
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        kernel_breakdown.parse_verbose(VERBOSE_LOG, 0, 0)
+
+
+def test_kernel_section_subtracts_by_hand():
+    ours = kernel_breakdown.parse_verbose(VERBOSE_LOG, 1000.0, 1)  # 8 + 7 + 1.5 = 16.5 ms of oneDNN
+    reference = kernel_breakdown.parse_verbose(VERBOSE_LOG.replace("jit:avx2,backward", "gemm,backward"), 0, 1)
+    results = {"keras": {"variant": "fp32", "median": 0.020, "error": None, "breakdown": ours},
+               "torch": {"variant": "nchw", "median": 0.130, "error": None, "breakdown": reference}}
+    measured = {"date": "2026-12-04T20:40+00:00", "cpu": "Some CPU", "load_start": "0.5 / 0.5 / 0.5",
+                "load_end": "1.0 / 0.6 / 0.5", "frameworks": results}
+    section = kernel_breakdown.format_section(measured, "demo", 2, "AVX2/FMA", "python bench.py --only kernels")
+    lines = section.splitlines()
+    assert lines[0] == "## Where the train step's time goes (oneDNN kernels, demo shapes, batch 2, CPU class: AVX2/FMA)"
+    assert "Measured on 2026-12-04T20:40+00:00, CPU Some CPU, load average 0.5 / 0.5 / 0.5 at start" in section
+    assert "| convolution forward_training | 2 | 8.0 | 3 | 108 | -100 |" in lines  # the reference counts the 100 ms
+    assert "| all oneDNN primitives | | 16 | | 116 | -100 |" in lines  # 16.5 and 116.5, rounded half to even
+    assert "| outside oneDNN (the step less the above) | | 4 | | 14 | -10 |" in lines  # 20 - 16.5, 130 - 116.5
+    assert "| the step (median) | | 20 | | 130 | -110 |" in lines
+    assert "| convolution backward_weights | `mb2_ic3` | 7.0 | 7.0 | +0 | jit:avx2 | gemm |" in lines
+    failed = {**results, "torch": {**results["torch"], "error": "exit code 3: no kernel", "breakdown": None}}
+    assert "- torch nchw: FAILED exit code 3: no kernel" in kernel_breakdown.format_section(
+        {**measured, "frameworks": failed}, "demo", 2, "AVX2/FMA", "python bench.py")
