@@ -4,9 +4,9 @@ The training run sends the dataset to the service when it starts (train.py --dat
 pair list, the image size, the sample rate and the audio length travel with it, so a worker takes no flags of the
 run. Each worker must read the pairs at the paths the training host names (a shared or copied folder), and their
 audio must be mono 16-bit PCM wavs at the run's rate (what vggss_dl.py writes; the run checks before it starts).
-A worker can be stopped and restarted at any time: the training run asks again for the batches it was making. Restart
-it at the same address (--port): the service keeps the address of a worker that stopped, and a batch asked for again
-waits until a worker answers there.
+A worker can be stopped at any time, for good or to start again: the training run asks the workers that answer for
+the batches it was making. A worker started again (give it a fixed --port to keep its address) takes its share of the
+batches again. A run whose workers have all stopped ends with an error after a few minutes.
 
 Usage (the dispatcher on one host, a worker on each CPU host, then the run):
     python data_service.py --dispatcher --port 5050

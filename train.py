@@ -81,6 +81,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--image_weights", default="imagenet", help="vision tower start: imagenet (see resnet18.py), none, or a .weights.h5/.pth path (default: imagenet)")
     parser.add_argument("--cache", default=None, metavar="DIR", help="keep the training frames decoded and resized in DIR (about 180 KB a frame at 224 px) and read them there in later epochs and runs instead of decoding: the same pixels, bit for bit; entries follow the frames' path, size and time, remove DIR to free the space (default: decode every epoch)")
     parser.add_argument("--data_service", default=None, metavar="grpc://HOST:PORT", help="read the training batches from a tf.data service (its dispatcher, started with data_service.py), whose workers on other hosts decode and augment them with TensorFlow ops: the same batches of pairs in the same order as a local run, each pair once a pass; the audio must be mono 16-bit PCM wavs at --sample_rate, and every worker must read the files at these paths; each pass is audited in OUT_DIR/data_service.log (default: decode here)")
+    parser.add_argument("--data_service_timeout", type=positive_float, default=None, metavar="SECONDS", help=f"with --data_service: seconds without any batch after which the batches awaited are asked again of the workers that answer (a worker stopped for good); after {service_dataset.MAX_REQUESTS} more such waits for one batch the run stops with an error, its last checkpoint kept (default: {service_dataset.STALL_SECONDS:g})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation, the shuffle and the augmentation (default: 0)")
     parser.add_argument("--steps_per_epoch", type=positive_int, default=None, help="steps per epoch (default: one pass over the pairs)")
     parser.add_argument("--deterministic", action="store_true", help="repeatable run: the same --seed gives the same numbers on the same machine (TensorFlow op determinism, ordered data loading; somewhat slower)")
@@ -108,6 +109,8 @@ def parse_arguments(argv=None):
             service_dataset.check_address(arguments.data_service)
     except ValueError as error:
         parser.error(str(error))
+    if arguments.data_service_timeout is not None and arguments.data_service is None:
+        parser.error("--data_service_timeout is for --data_service")
     if arguments.data_service is not None:
         if arguments.cache is not None:
             parser.error("--cache keeps frames decoded here; with --data_service the workers decode: use one of them")
@@ -328,6 +331,7 @@ class RunGuard(keras.callbacks.Callback):
         self.checkpoint_every = checkpoint_every
         self.stop_request = stop_request
         self.failure = None
+        self.failure_hint = None
         self.interrupted = None
         self.steps_this_epoch = 0
         self.epoch_index = 0
@@ -342,8 +346,9 @@ class RunGuard(keras.callbacks.Callback):
         self.step_offset = step_offset
         self.loss_state = loss_state
 
-    def stop(self, reason):
-        self.failure = reason
+    def stop(self, reason, hint="Fix the cause (e.g. a smaller --lr, the data) and rerun to resume"):
+        """Stop the run at the end of this step, saving nothing more; train.py's error line gives reason and hint."""
+        self.failure, self.failure_hint = reason, hint
         self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -365,6 +370,8 @@ class RunGuard(keras.callbacks.Callback):
         self.steps_this_epoch += 1
         self.watchdog.tick(f"step {self.steps_this_epoch} of epoch {self.epoch_index + 1}", measure=not self.first_step)
         self.first_step = False
+        if self.failure is not None:  # stopped from the input pipeline (the data service was lost)
+            return
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             self.stop(f"the training loss is {loss} at step {self.steps_this_epoch}: training diverged")
@@ -529,7 +536,10 @@ def train(arguments, pairs, validation_pairs):
         if arguments.data_service is not None:
             return service_dataset.service_batches(
                 pairs, model.settings, batch_size, arguments.data_service, seed=arguments.seed,
-                first_batch=first_batch, last_batch=last_batch, audit=data_service_audit(arguments.out_dir))
+                first_batch=first_batch, last_batch=last_batch, audit=data_service_audit(arguments.out_dir),
+                stall_seconds=arguments.data_service_timeout or service_dataset.STALL_SECONDS,
+                on_failure=lambda reason: guard.stop(reason, hint="Start the data service's workers "
+                                                     "(data_service.py) and rerun to resume"))
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return preprocessing.make_dataset(  # every worker reads the list; each keeps its share of a batch
@@ -582,8 +592,7 @@ def train(arguments, pairs, validation_pairs):
                 break
     preprocessing.report_skipped()
     if guard.failure is not None:
-        raise SystemExit(f"error: {guard.failure}; {last_checkpoint_text(arguments.out_dir)}. Fix the cause (e.g. a "
-                         "smaller --lr, the data) and rerun to resume")
+        raise SystemExit(f"error: {guard.failure}; {last_checkpoint_text(arguments.out_dir)}. {guard.failure_hint}")
     if guard.interrupted is not None:
         print(f"stopped by {stop_request.received or 'a stop asked of another worker'}: saved {guard.interrupted}; rerun the same command to resume "
               f"(exit code {interruption.EXIT_CODE})", file=sys.stderr)
@@ -635,7 +644,7 @@ def main(argv=None):
                          "Rerun with a smaller --batch_size or with --remat") from None
     except tf.errors.OpError as error:
         if arguments.data_service is not None and any(word in str(error) for word in SERVICE_ERROR_WORDS):
-            cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            cause = service_dataset.error_cause(error)
             raise SystemExit(f"error: reading batches from the data service at {arguments.data_service} failed "
                              f"({cause[:200]}); {last_checkpoint_text(arguments.out_dir)}. Check its dispatcher and "
                              "workers (data_service.py), then rerun to resume") from None

@@ -9,8 +9,10 @@ everything the workers need (the pair list and the run's settings), so a worker 
 - The job runs in "distributed_epoch" mode: the dispatcher hands each batch number to one worker.
 On the training side, the batches arrive in any order; they are put back in order, so a run reads the batches the
 local pipeline would, in its order (a resumed run too). A batch that has not arrived while REORDER_WINDOW later ones
-wait (its worker was stopped or restarted: the service does not hand a lost split to another worker), or by the end
-of the stream, is asked for again as a job of its own; a copy that arrives late is dropped. Each batch is read once.
+wait (its worker was stopped or restarted: the service does not hand a lost split to another worker), by the end of
+the stream, or when no batch at all has come for STALL_SECONDS (a worker stopped for good leaves a job that never
+ends), is asked for again as a job of its own, read until its batches are in; a copy that arrives late is dropped.
+Each batch is read once.
 A pair that failed to decode is named on the training side and the later batches move up, as the local pipeline
 does. With an audit function, the end of each pass is reported: how many pairs it read, each once, and the sha256 of
 their sorted names (train.py writes these lines to OUT_DIR/data_service.log).
@@ -22,8 +24,10 @@ Usage:
 
 import hashlib
 import os
+import queue
 import re
 import socket
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -35,9 +39,12 @@ from pipeline.preprocessing import NATIVE, PROGRESS_FROM, check_settings, pass_p
 from pipeline.tensorflow_decode import decode_training_frame, decode_training_waveform
 
 REORDER_WINDOW = 16  # batches held while an earlier one is missing; then it is asked for again
-MAX_REQUESTS = 3
-DISPATCHER_TIMEOUT_SECONDS = 10  # a dispatcher that does not accept a connection by then is down or elsewhere  # times a lost batch is asked for before the run stops
+STALL_SECONDS = 120  # no batch at all for this long: the batches awaited are lost (their worker stopped for good)
+MAX_REQUESTS = 3  # times a lost batch is asked for before the run stops
+DISPATCHER_TIMEOUT_SECONDS = 10  # a dispatcher that does not accept a connection by then is down or elsewhere
+ARRIVALS_HELD = 2  # batches a job's reader holds for the training side (memory stays bounded)
 ADDRESS = re.compile(r"^grpc://([A-Za-z0-9.\-_]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})$")
+PYTHON_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Lost): ")  # "RuntimeError: why", last of a traceback
 CONVERT_HINT = "convert with: ffmpeg -i IN -ac 1 -ar RATE -c:a pcm_s16le OUT.wav"
 
 
@@ -74,6 +81,24 @@ def check_dispatcher(host, port, timeout=DISPATCHER_TIMEOUT_SECONDS):
     except OSError as error:
         raise ValueError(f"cannot reach the data service dispatcher at {host}:{port} ({error}); start it first: "
                          f"python data_service.py --dispatcher --port {port}") from None
+
+
+def error_cause(error):
+    """The line that says why reading the service's batches failed.
+
+    Args:
+        error: the tf.errors.OpError the training loop got (a Python error raised in a dataset arrives wrapped in
+            one, its traceback included).
+
+    Returns:
+        The last Python error line in it ("ServiceLost: ...", without the module path), else its first line other
+        than "Graph execution error:", TensorFlow's "{{function_node ...}} " prefix removed (the error's class name
+        if it has no text).
+    """
+    lines = [re.sub(r"^\{\{[^}]*\}\}\s*", "", line.strip()) for line in str(error).splitlines()]
+    lines = [line for line in lines if line and line != "Graph execution error:"]
+    python_errors = [re.sub(r"^[\w.]*\.(?=\w+: )", "", line) for line in lines if PYTHON_ERROR_LINE.match(line)]
+    return python_errors[-1] if python_errors else (lines or [type(error).__name__])[0]
 
 
 def check_service_pairs(pairs, settings):
@@ -156,22 +181,90 @@ def worker_dataset(batch_numbers, pairs, settings, batch_size, seed, resize):
     return batch_numbers.flat_map(one_batch).prefetch(1)
 
 
+class _Stalled(Exception):
+    """No batch came from a job for the stall time."""
+
+
+class ServiceLost(RuntimeError):
+    """The service did not make a batch however often it was asked: its workers are gone or cannot read the files."""
+
+
+class _Arrivals:
+    """A service job's batches, read by a thread of their own, so that the training side can stop waiting for them.
+
+    A job whose worker stopped for good never ends (the service waits for that worker's part of it), so a read from
+    it can block for ever; get() gives up after a timeout instead. The thread holds at most ARRIVALS_HELD batches.
+    After close() it lets go of the job (and the service ends it) once its read in progress returns; one blocked on
+    a job that never ends stays blocked (a daemon: it ends with the process).
+    """
+
+    _END = object()
+
+    def __init__(self, iterator):
+        self.queue = queue.Queue(maxsize=ARRIVALS_HELD)
+        self.closed = threading.Event()
+        threading.Thread(target=self._read, args=(iterator,), daemon=True).start()
+
+    def _read(self, iterator):
+        try:
+            for batch in iterator:
+                if not self._put(batch):
+                    return
+            self._put(self._END)
+        except Exception as error:  # noqa: BLE001  (handed to the training side, which raises it)
+            self._put(error)
+
+    def _put(self, item):
+        """Hand item to the training side; False once closed."""
+        while not self.closed.is_set():
+            try:
+                self.queue.put(item, timeout=1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def close(self):
+        """Stop reading the job."""
+        self.closed.set()
+
+    def get(self, timeout):
+        """The job's next batch, or None at its end.
+
+        Args:
+            timeout: seconds to wait for it.
+
+        Raises:
+            _Stalled: nothing came in `timeout` seconds.
+            The job's own error (the dispatcher went away, for example).
+        """
+        try:
+            item = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise _Stalled from None
+        if isinstance(item, Exception):
+            raise item
+        return None if item is self._END else item
+
+
 class _Stream:
     """The service's batches back in the order of their numbers, each once; failed items named; passes audited."""
 
-    def __init__(self, pairs, settings, batch_size, service, seed, resize, first_batch, end_batch, audit):
+    def __init__(self, pairs, settings, batch_size, service, seed, resize, first_batch, end_batch, audit,
+                 stall_seconds, on_failure):
         self.pairs, self.settings, self.batch_size = pairs, settings, batch_size
         self.service, self.seed, self.resize = service, seed, resize
         self.first_batch, self.end_batch, self.audit = first_batch, end_batch, audit
+        self.stall_seconds, self.on_failure = stall_seconds, on_failure
         self.per_pass = len(pairs) // batch_size
         self.permutations = {}
         self.passes = {}  # pass -> {"names": [...], "failed": n, "asked": n, "first": batch, "last": batch}
 
     def job(self, batch_numbers):
-        """Iterate a new service job over the given batch numbers."""
+        """A new service job over the given batch numbers, read as _Arrivals."""
         dataset = worker_dataset(batch_numbers, self.pairs, self.settings, self.batch_size, self.seed, self.resize)
-        return iter(dataset.apply(tf.data.experimental.service.distribute(
-            processing_mode="distributed_epoch", service=self.service, compression=None)))
+        return _Arrivals(iter(dataset.apply(tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=self.service, compression=None))))
 
     def expected_names(self, batch_number):
         """The names the local pipeline's batch batch_number holds."""
@@ -182,17 +275,31 @@ class _Stream:
         return [self.pairs[position].name for position in indices]
 
     def ask_again(self, numbers, pending):
-        """Ask for lost batches in a job of their own (up to MAX_REQUESTS times); they go to pending."""
+        """Ask for lost batches in a job of their own (up to MAX_REQUESTS times); they go to pending.
+
+        The job is read until its batches are all in, not to its end: a worker that stops for good leaves a job that
+        never ends. A job that gives nothing for the stall time is given up and asked again.
+        """
         for _ in range(MAX_REQUESTS):
-            for batch in self.job(tf.data.Dataset.from_tensor_slices(np.array(numbers, np.int64))):
+            arrivals = self.job(tf.data.Dataset.from_tensor_slices(np.array(numbers, np.int64)))
+            awaited = set(numbers)
+            while awaited:
+                try:
+                    batch = arrivals.get(self.stall_seconds)
+                except _Stalled:
+                    break
+                if batch is None:
+                    break
                 number = int(batch["batch"])
                 pending.setdefault(number, batch)
                 self.passes_entry(number)["asked"] += 1
+                awaited.discard(number)
+            arrivals.close()
             numbers = [number for number in numbers if number not in pending]
             if not numbers:
                 return
-        raise RuntimeError(f"the data service lost batch {numbers[0]} {MAX_REQUESTS} times: are its workers "
-                           "running and able to read the files?")
+        raise ServiceLost(f"the data service lost batch {numbers[0]} {MAX_REQUESTS} times: are its workers "
+                          "running and able to read the files?")
 
     def passes_entry(self, number):
         """The audit record of the pass holding batch `number`."""
@@ -230,23 +337,49 @@ class _Stream:
     def batches(self):
         """Yield the batches in order: dicts of numpy arrays, frame / waveform / name (batch_size each)."""
         stream = self.job(tf.data.Dataset.range(self.first_batch, self.end_batch))
+        try:
+            yield from self.in_order(stream)
+        except ServiceLost as error:
+            if self.on_failure is None:
+                raise
+            # on_failure tells the run to stop at the end of its step and save nothing more; a batch of zeros
+            # answers the training loop if it is waiting for one. (An error raised here would reach the run wrapped
+            # in TensorFlow's, after TensorFlow has logged it with its traceback.)
+            self.on_failure(str(error))
+            size = self.settings["image_size"]
+            length = int(round(self.settings["sample_rate"] * self.settings["audio_seconds"]))
+            yield {"frame": np.zeros([self.batch_size, size, size, 3], np.uint8),
+                   "waveform": np.zeros([self.batch_size, length], np.int16),
+                   "name": np.array([b""] * self.batch_size)}
+        finally:  # the run is done with the stream: let go of its job
+            stream.close()
+
+    def in_order(self, stream):
+        """The batches of stream (_Arrivals) in the order of their numbers, lost ones asked for again."""
         pending = {}
         wanted = self.first_batch
         carry = None  # items of a short batch, waiting for the next to fill a whole one
         ended = False
         while wanted < self.end_batch:
             if wanted not in pending:
+                stalled = False
                 if not ended and len(pending) < REORDER_WINDOW:
                     try:
-                        batch = next(stream)
-                    except StopIteration:
-                        ended = True
+                        batch = stream.get(self.stall_seconds)
+                    except _Stalled:  # nothing for a long time: the batches awaited are lost
+                        stalled = True
+                    else:
+                        if batch is None:
+                            ended = True
+                        elif int(batch["batch"]) >= wanted:  # an earlier one is a late copy of a batch asked again
+                            pending.setdefault(int(batch["batch"]), batch)
                         continue
-                    number = int(batch["batch"])
-                    if number >= wanted:  # an earlier one, already given, is a late copy of a batch asked again
-                        pending.setdefault(number, batch)
-                    continue
-                last = self.end_batch if ended else max(pending) + 1  # the stream's end, or the latest arrival
+                if ended:
+                    last = self.end_batch
+                elif stalled:
+                    last = min(self.end_batch, wanted + REORDER_WINDOW)
+                else:
+                    last = max(pending) + 1  # the latest arrival
                 self.ask_again([number for number in range(wanted, last) if number not in pending][:REORDER_WINDOW],
                                pending)
                 continue
@@ -265,7 +398,7 @@ class _Stream:
 
 
 def service_batches(pairs, settings, batch_size, service, seed=0, resize="crop", first_batch=0, last_batch=None,
-                    with_names=False, audit=None):
+                    with_names=False, audit=None, stall_seconds=STALL_SECONDS, on_failure=None):
     """Training batches from a tf.data service: make_dataset(training=True, repeat=True)'s batches, decoded there.
 
     Args:
@@ -280,6 +413,11 @@ def service_batches(pairs, settings, batch_size, service, seed=0, resize="crop",
         last_batch: the stream ends after the pass after the one holding this batch (as make_dataset); None: endless.
         with_names: yield (inputs, names).
         audit: None, or a function called with one line at the end of each pass (see the module docstring).
+        stall_seconds: when no batch has come for this long, the batches awaited are asked for again (their worker
+            stopped for good); after MAX_REQUESTS more such waits for one batch, the service is lost.
+        on_failure: None: a lost service raises ServiceLost (wrapped in a tf.errors.OpError by the dataset). Else a
+            function called with the reason, after which the stream gives one batch of zeros and ends: the training
+            loop, which is waiting for a batch, must stop at that step without saving (train.py's RunGuard.stop).
 
     Returns:
         A dataset of {"frame": batch x S x S x 3 uint8, "waveform": batch x samples int16, "sample_rate": batch
@@ -296,12 +434,15 @@ def service_batches(pairs, settings, batch_size, service, seed=0, resize="crop",
         raise ValueError(f"batch_size {batch_size} is more than the {len(pairs)} pairs")
     if first_batch < 0:
         raise ValueError(f"first_batch must be at least 0, got {first_batch}")
+    if not stall_seconds > 0:
+        raise ValueError(f"stall_seconds must be a positive number of seconds, got {stall_seconds}")
     first_pass = first_batch // per_pass
     end_batch = np.iinfo(np.int64).max
     if last_batch is not None:
         passes = max(1, -(-last_batch // per_pass) - first_pass + 1)  # one pass to spare, as make_dataset
         end_batch = (first_pass + passes) * per_pass
-    stream = _Stream(pairs, settings, batch_size, service, seed, resize, first_batch, end_batch, audit)
+    stream = _Stream(pairs, settings, batch_size, service, seed, resize, first_batch, end_batch, audit,
+                     stall_seconds, on_failure)
     size, length = settings["image_size"], int(round(settings["sample_rate"] * settings["audio_seconds"]))
     signature = {"frame": tf.TensorSpec([batch_size, size, size, 3], tf.uint8),
                  "waveform": tf.TensorSpec([batch_size, length], tf.int16),

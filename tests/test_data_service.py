@@ -3,6 +3,8 @@
 - The service's batches are the local pipeline's batches (make_dataset(training=True, repeat=True)), by name and in
   order, from any first batch, with the waveforms bit for bit; each pass's audit counts every pair once.
 - A worker killed (SIGKILL) mid-stream and restarted at its address: the stream goes on, every batch once, in order.
+- A worker killed for good: the one left makes the lost batches, and the stream ends, every batch once, in order; a
+  service without workers ends in an error, not a hang, and train.py then in one error line.
 - A frame that fails to decode on a worker is named, and the later batches move up as the local pipeline's do.
 - train.py runs to the end with the service, and its data_service.log shows every pair once a pass (by the sha256 of
   the names, computed here from the pair list).
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io.wavfile
+import tensorflow as tf
 
 from benchmarks import pipeline_speed
 from pipeline import preprocessing, service_dataset
@@ -155,11 +158,62 @@ def test_a_worker_killed_and_restarted_loses_nothing(service, pair_folder):
     restarting = threading.Thread(target=restart, daemon=True)
     restarting.start()
     restarting.join(START_SECONDS + 10)
-    assert restarted, "the worker did not start again at its address"  # else the stream would wait for it
+    assert restarted, "the worker did not start again at its address"
     got += [names_of(next(stream)[1]) for _ in range(32)]
     assert got == [names for _, names in local_batches(pairs, 36)]
     assert len(lines) >= 5  # passes 0..4 ended (6 batches each), and more the stream prepared ahead
     assert all(": 24 pairs, each once; 0 failed to decode" in line for line in lines)
+
+
+def read_all(stream, seconds):
+    """The names of the rest of a stream's batches, read in a thread: a hang fails the test instead of stopping it."""
+    names = []
+    reader = threading.Thread(target=lambda: names.extend(names_of(batch[1]) for batch in stream), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    assert not reader.is_alive(), f"the stream hung after {len(names)} batches"
+    return names
+
+
+def test_a_worker_stopped_for_good_loses_nothing(service, pair_folder):
+    pairs, _ = preprocessing.find_pairs(str(pair_folder))
+    lines = []
+    dataset = service_dataset.service_batches(pairs, SETTINGS, 4, service.address, seed=3, last_batch=12,
+                                              with_names=True, audit=lines.append, stall_seconds=5)
+    stream = iter(dataset)
+    got = [names_of(next(stream)[1]) for _ in range(4)]
+    port, victim = next(iter(service.workers.items()))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    try:
+        got += read_all(stream, 120)  # from the one worker left: its job never ends, the lost batches are re-asked
+    finally:
+        service.workers[port] = service.start_worker(port)  # two workers again for the tests after this one
+    assert got == [names for _, names in local_batches(pairs, 100, last_batch=12)]  # 3 passes of 6 batches
+    assert len(lines) == 3 and all(": 24 pairs, each once; 0 failed to decode" in line for line in lines)
+
+
+def test_a_service_without_workers_ends_in_an_error_not_a_hang(pair_folder):
+    dispatcher = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig())
+    pairs, _ = preprocessing.find_pairs(str(pair_folder))
+    dataset = service_dataset.service_batches(pairs, SETTINGS, 4, dispatcher.target, seed=3, last_batch=5,
+                                              stall_seconds=2)
+    errors = []
+
+    def read():
+        try:
+            list(dataset)
+        except tf.errors.OpError as error:
+            errors.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(60)  # a first wait of 2 s, then the batches asked for again MAX_REQUESTS times, 2 s each
+    assert not reader.is_alive(), "the stream hung"
+    assert errors, "the stream ended without an error"
+    assert service_dataset.error_cause(errors[0]) == (  # what train.py's error line says
+        "ServiceLost: the data service lost batch 0 3 times: are its workers running and able to read the files?")
+    dispatcher.stop()
 
 
 def test_a_frame_that_fails_on_a_worker_is_named_and_later_batches_move_up(service, pair_folder, tmp_path):
@@ -206,11 +260,26 @@ def test_train_runs_to_the_end_seeing_every_pair_once_a_pass(service, pair_folde
         assert ": 24 pairs, each once; 0 failed to decode" in line and line.endswith(digest(names))
 
 
+def test_train_without_workers_ends_in_one_error_line(pair_folder, tmp_path):
+    dispatcher = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig())
+    out = tmp_path / "run"
+    result = run_train(["--data_dir", str(pair_folder), "--out_dir", str(out), *TINY, "--data_service",
+                        dispatcher.target, "--data_service_timeout", "1"], timeout=300)
+    dispatcher.stop()
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: the data service lost batch 0 3 times: are its workers running and able to read the files?; no "
+        "checkpoint was written. Start the data service's workers (data_service.py) and rerun to resume")
+    assert "Traceback" not in result.stderr and not (out / "model.keras").exists()
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--data_service", "127.0.0.1:5050"], "--data_service must be grpc://HOST:PORT"),
     (["--data_service", "grpc://127.0.0.1:5050", "--cache", "somewhere"], "with --data_service the workers decode"),
     (["--data_service", "grpc://127.0.0.1:5050", "--sample_rate", "native"], "not native"),
     (["--data_service", "grpc://127.0.0.1:5050", "--strategy", "multi_worker"], "not multi_worker"),
+    (["--data_service_timeout", "5"], "--data_service_timeout is for --data_service"),
+    (["--data_service", "grpc://127.0.0.1:5050", "--data_service_timeout", "0"], "--data_service_timeout"),
 ])
 def test_bad_data_service_flags_end_in_one_line(arguments, message):
     result = run_train(arguments)
