@@ -111,6 +111,9 @@ def parse_arguments(argv=None):
         parser.error(str(error))
     if arguments.data_service_timeout is not None and arguments.data_service is None:
         parser.error("--data_service_timeout is for --data_service")
+    if (arguments.data_service_timeout or 0) > service_dataset.MAX_STALL_SECONDS:
+        parser.error(f"--data_service_timeout is at most {service_dataset.MAX_STALL_SECONDS} seconds (a week), "
+                     f"got {arguments.data_service_timeout:g}")
     if arguments.data_service is not None:
         if arguments.cache is not None:
             parser.error("--cache keeps frames decoded here; with --data_service the workers decode: use one of them")

@@ -40,6 +40,7 @@ from pipeline.tensorflow_decode import decode_training_frame, decode_training_wa
 
 REORDER_WINDOW = 16  # batches held while an earlier one is missing; then it is asked for again
 STALL_SECONDS = 120  # no batch at all for this long: the batches awaited are lost (their worker stopped for good)
+MAX_STALL_SECONDS = 7 * 24 * 3600  # the longest wait accepted (a queue's timeout has a ceiling)
 MAX_REQUESTS = 3  # times a lost batch is asked for before the run stops
 DISPATCHER_TIMEOUT_SECONDS = 10  # a dispatcher that does not accept a connection by then is down or elsewhere
 ARRIVALS_HELD = 2  # batches a job's reader holds for the training side (memory stays bounded)
@@ -434,8 +435,8 @@ def service_batches(pairs, settings, batch_size, service, seed=0, resize="crop",
         raise ValueError(f"batch_size {batch_size} is more than the {len(pairs)} pairs")
     if first_batch < 0:
         raise ValueError(f"first_batch must be at least 0, got {first_batch}")
-    if not stall_seconds > 0:
-        raise ValueError(f"stall_seconds must be a positive number of seconds, got {stall_seconds}")
+    if not 0 < stall_seconds <= MAX_STALL_SECONDS:
+        raise ValueError(f"the data service's stall time must be 0 to {MAX_STALL_SECONDS} seconds, got {stall_seconds}")
     first_pass = first_batch // per_pass
     end_batch = np.iinfo(np.int64).max
     if last_batch is not None:

@@ -280,6 +280,7 @@ def test_train_without_workers_ends_in_one_error_line(pair_folder, tmp_path):
     (["--data_service", "grpc://127.0.0.1:5050", "--strategy", "multi_worker"], "not multi_worker"),
     (["--data_service_timeout", "5"], "--data_service_timeout is for --data_service"),
     (["--data_service", "grpc://127.0.0.1:5050", "--data_service_timeout", "0"], "--data_service_timeout"),
+    (["--data_service", "grpc://127.0.0.1:5050", "--data_service_timeout", "1e300"], "at most 604800 seconds"),
 ])
 def test_bad_data_service_flags_end_in_one_line(arguments, message):
     result = run_train(arguments)
